@@ -1,0 +1,52 @@
+"""memcachier-async: an async client of the MemCachier Analytics API."""
+
+from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUT, AsyncAnalytics
+from ._errors import (
+    APIError,
+    Attempt,
+    AuthenticationError,
+    DecodeError,
+    MemcachierError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UnknownCredentialError,
+)
+from ._models import (
+    Capabilities,
+    Credential,
+    HistoryRecord,
+    NewCredential,
+    ServerStats,
+    Stats,
+)
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "APIError",
+    "AsyncAnalytics",
+    "Attempt",
+    "AuthenticationError",
+    "Capabilities",
+    "Credential",
+    "DecodeError",
+    "HistoryRecord",
+    "MemcachierError",
+    "NewCredential",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "ServerStats",
+    "Stats",
+    "TransportError",
+    "UnknownCredentialError",
+    "__version__",
+]

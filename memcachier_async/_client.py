@@ -1,0 +1,315 @@
+"""``AsyncAnalytics``: the thin I/O shell around ``_protocol``."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+import os
+import time
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+
+from . import _protocol as p
+from ._errors import TransportError, UnknownCredentialError
+from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
+from ._version import __version__
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "AsyncAnalytics"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("memcachier_async")
+
+DEFAULT_BASE_URL = "https://analytics.memcachier.com/api/v1"
+#: 5 s to connect, 30 s to read, write or wait for a pooled connection.
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+#: Sized for many concurrent calls from one process (pollers, fan-out).
+DEFAULT_LIMITS = httpx.Limits(
+    max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0
+)
+USER_AGENT = f"memcachier-async/{__version__}"
+
+_LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str) -> str:
+    url = httpx.URL(base_url)
+    if url.scheme == "https":
+        pass
+    elif url.scheme == "http":
+        if not _is_loopback(url.host):
+            raise ValueError(
+                f"refusing plain http:// to {url.host!r}: Basic auth would cross the "
+                "network in clear text. Use https://, or http:// to a loopback address "
+                "(127.0.0.1, ::1, localhost) for a local emulator."
+            )
+    else:
+        raise ValueError(f"base_url must be an https:// URL, got {base_url!r}")
+    if url.query or url.fragment:
+        raise ValueError(f"base_url must not have a query or fragment: {base_url!r}")
+    return str(url).rstrip("/")
+
+
+def _credential_name(credential: str | Credential) -> str:
+    if isinstance(credential, Credential):
+        return credential.sasl_username
+    if isinstance(credential, str):
+        return credential
+    raise TypeError(f"expected a username or a Credential, not {type(credential).__name__}")
+
+
+class AsyncAnalytics:
+    """An async client of the MemCachier Analytics API.
+
+    ::
+
+        async with AsyncAnalytics(username, password) as api:
+            stats = await api.stats()
+
+    The cache id is read with one ``login`` call, the first time it is
+    needed, unless ``cache_id`` is given. Pass ``http_client`` to use your
+    own ``httpx.AsyncClient`` (it is never closed here), or ``transport``
+    for any httpx async transport (a mock, the emulator's); otherwise the
+    client owns one pooled ``httpx.AsyncClient`` (:data:`DEFAULT_LIMITS`,
+    :data:`DEFAULT_TIMEOUT`), closed by :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        *,
+        cache_id: int | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise TypeError("username and password must be str")
+        if not username:
+            raise ValueError("username must not be empty")
+        if cache_id is not None and (type(cache_id) is not int or cache_id < 0):
+            raise ValueError("cache_id must be a non-negative int")
+        if http_client is not None and transport is not None:
+            raise ValueError("pass either http_client or transport, not both")
+        self._username = username
+        self._base_url = _check_base_url(base_url)
+        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        # Built once: the only place the password lives after __init__.
+        self._headers = {
+            "Authorization": f"Basic {token}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        self._owns_client = http_client is None
+        if http_client is None:
+            http_client = httpx.AsyncClient(
+                transport=transport,
+                timeout=timeout,
+                limits=DEFAULT_LIMITS,
+                follow_redirects=False,
+            )
+        self._http = http_client
+        self._cache_id = cache_id
+        self._login_lock = anyio.Lock()
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> AsyncAnalytics:
+        """A client from ``MEMCACHIER_USERNAME`` and ``MEMCACHIER_PASSWORD``.
+
+        Keyword arguments are passed on to the constructor and win over the
+        environment (``from_env(cache_id=42, base_url=...)``).
+        """
+        for name, var in (("username", "MEMCACHIER_USERNAME"), ("password", "MEMCACHIER_PASSWORD")):
+            if name not in overrides:
+                value = os.environ.get(var)
+                if not value:
+                    raise ValueError(f"environment variable {var} is not set")
+                overrides[name] = value
+        return cls(**overrides)
+
+    def __repr__(self) -> str:
+        return (
+            f"<AsyncAnalytics username={self._username!r} cache_id={self._cache_id!r} "
+            f"base_url={self._base_url!r}>"
+        )
+
+    @property
+    def username(self) -> str:
+        return self._username
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def cache_id(self) -> int | None:
+        """The cache id, once known (given, or read by :meth:`login`)."""
+        return self._cache_id
+
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        """The ``httpx.AsyncClient`` this client sends with."""
+        return self._http
+
+    async def __aenter__(self) -> AsyncAnalytics:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client, if this object created it."""
+        if self._owns_client:
+            await self._http.aclose()
+
+    # --- sending ------------------------------------------------------------
+
+    async def _send(
+        self,
+        endpoint: p.Endpoint[T],
+        *,
+        username: str | None = None,
+        body: Any = None,
+    ) -> T:
+        cache_id = await self.login() if endpoint.needs_cache_id else None
+        spec = p.build_request(
+            endpoint, self._base_url, cache_id=cache_id, username=username, body=body
+        )
+        request = self._http.build_request(
+            spec.method,
+            spec.url,
+            content=spec.content,
+            headers={**self._headers, **spec.headers},
+            extensions=dict(spec.extensions),
+        )
+        started = time.perf_counter()
+        try:
+            response = await self._http.send(request)
+        except httpx.TransportError as exc:
+            raise TransportError(
+                f"{spec.method} {spec.url} failed: {exc.__class__.__name__}: {exc}"
+            ) from exc
+        logger.debug(
+            "%s %s -> %d in %.1f ms",
+            spec.method,
+            spec.url,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return p.parse_response(
+            endpoint,
+            status_code=response.status_code,
+            reason=response.reason_phrase,
+            headers=response.headers,
+            body=response.content,
+            method=spec.method,
+            url=spec.url,
+        )
+
+    # --- the API ------------------------------------------------------------
+
+    async def login(self) -> int:
+        """The cache id of this credential (``GET /login``), read once and cached.
+
+        Concurrent first calls share one request.
+        """
+        if self._cache_id is not None:
+            return self._cache_id
+        async with self._login_lock:
+            if self._cache_id is None:
+                self._cache_id = await self._send(p.LOGIN)
+        return self._cache_id
+
+    async def stats(self) -> Stats:
+        """The stats of every server of the cache, keyed by ``"host:port"``."""
+        return await self._send(p.STATS)
+
+    async def history(self) -> list[HistoryRecord]:
+        """The cache's stats history, oldest first; servers interleave."""
+        return await self._send(p.HISTORY)
+
+    async def flush(self) -> None:
+        """Remove every item from the cache (needs the flush capability).
+
+        A :class:`ServerError` with ``servers`` means those servers did not
+        answer; the others may have been flushed.
+        """
+        await self._send(p.FLUSH)
+
+    async def list_credentials(self) -> list[Credential]:
+        """Every credential of the cache."""
+        return await self._send(p.LIST_CREDENTIALS)
+
+    async def create_credential(self) -> NewCredential:
+        """Create a credential; the result holds its password, shown only this once.
+
+        This call is never retried after it may have reached the server.
+        """
+        return await self._send(p.CREATE_CREDENTIAL)
+
+    async def update_credential(
+        self,
+        credential: str | Credential,
+        *,
+        write_capability: bool | None = None,
+        flush_capability: bool | None = None,
+        api_capability: bool | None = None,
+    ) -> Capabilities:
+        """Set a credential's capabilities; returns them as the API now has them.
+
+        The request always carries all three capabilities, because the API
+        sets an omitted one to false. A capability left as ``None`` keeps its
+        current value, read with one :meth:`list_credentials` call first
+        (no extra call when all three are given). Raises
+        :class:`UnknownCredentialError` when that list has no such username.
+        """
+        username = _credential_name(credential)
+        p.path_segment(username)  # refuse a bad name before any request
+        wanted = {
+            "flush_capability": flush_capability,
+            "write_capability": write_capability,
+            "api_capability": api_capability,
+        }
+        for name, value in wanted.items():
+            if value is not None and not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool or None, not {type(value).__name__}")
+        if any(value is None for value in wanted.values()):
+            current = await self._find_credential(username)
+            for name, value in wanted.items():
+                if value is None:
+                    wanted[name] = getattr(current, name)
+        return await self._send(p.UPDATE_CREDENTIAL, username=username, body=wanted)
+
+    async def _find_credential(self, username: str) -> Credential:
+        for found in await self.list_credentials():
+            if found.sasl_username == username:
+                return found
+        raise UnknownCredentialError(username)
+
+    async def promote_credential(self, credential: str | Credential) -> Credential:
+        """Make a credential the cache's primary one."""
+        return await self._send(p.PROMOTE_CREDENTIAL, username=_credential_name(credential))
+
+    async def delete_credential(self, credential: str | Credential) -> None:
+        """Delete a credential."""
+        await self._send(p.DELETE_CREDENTIAL, username=_credential_name(credential))

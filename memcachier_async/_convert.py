@@ -1,0 +1,246 @@
+"""The one cattrs converter that turns JSON into models.
+
+Built once, at import. The wire format's quirks are hooks on types, not
+parsing in the client:
+
+- ``EpochSeconds``: Unix seconds (an int) → aware UTC datetime;
+- ``EpochMillis``: milliseconds as a string of digits → aware UTC datetime;
+- ``DigitString``: an integer sent as a string of digits;
+- ``int``, ``bool``, ``str``: strict. cattrs' defaults call ``int(x)``,
+  ``bool(x)`` and ``str(x)``, which would read ``"false"`` as ``True``;
+- ``ServerStats``: integer fields the SDK does not know go to ``extra``.
+
+Two converters share this configuration: a fast one without detailed
+validation for the hot path and a detailed one that is only used to explain
+a failure, with the field path (``$.stats["a:1"].get_hits``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar, get_origin
+
+import attrs
+import cattrs
+from cattrs.cols import list_structure_factory
+from cattrs.gen import make_dict_structure_fn, override
+
+from ._errors import DecodeError
+from ._models import (
+    DigitString,
+    EpochMillis,
+    EpochSeconds,
+    HistoryRecord,
+    ServerStats,
+    Stats,
+)
+
+_loads: Callable[[bytes], Any]
+try:  # orjson is optional; it only makes decoding faster.
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - exercised when orjson is absent
+    _loads = json.loads
+
+__all__ = ["decode", "structure"]
+
+T = TypeVar("T")
+
+_SERVERS: Any = dict[str, ServerStats]
+_STATS_FIELDS = frozenset(a.name for a in attrs.fields(ServerStats) if a.name != "extra")
+# Beyond this, a "timestamp" is not a date this API can mean (year > 9999).
+_MAX_EPOCH_SECONDS = 253_402_300_799
+
+
+class _WireValueError(ValueError):
+    """A JSON value of the right kind but not a value the API sends."""
+
+
+def _strict_int(value: Any, _: object) -> int:
+    if type(value) is int:
+        return value
+    raise TypeError(f"expected an integer, got {_kind(value)}")
+
+
+def _strict_bool(value: Any, _: object) -> bool:
+    if type(value) is bool:
+        return value
+    raise TypeError(f"expected true or false, got {_kind(value)}")
+
+
+def _strict_str(value: Any, _: object) -> str:
+    if type(value) is str:
+        return value
+    raise TypeError(f"expected a string, got {_kind(value)}")
+
+
+def _digits(value: Any) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is str:
+        if value.isascii() and value.isdigit():
+            return int(value)
+        raise _WireValueError("expected a string of digits, got other characters")
+    raise TypeError(f"expected a string of digits, got {_kind(value)}")
+
+
+def _epoch(seconds: float) -> datetime:
+    if not 0 <= seconds <= _MAX_EPOCH_SECONDS:
+        raise _WireValueError(f"timestamp out of range: {seconds!r}")
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _epoch_seconds(value: Any, _: object) -> datetime:
+    if type(value) is not int:
+        raise TypeError(f"expected Unix seconds as an integer, got {_kind(value)}")
+    return _epoch(value)
+
+
+def _epoch_millis(value: Any, _: object) -> datetime:
+    return _epoch(_digits(value) / 1000)
+
+
+_JSON_KINDS = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+}
+
+
+def _kind(value: Any) -> str:
+    # The kind only, never the value: a malformed body may hold a password.
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _make_server_stats_hook(
+    converter: cattrs.Converter,
+) -> Callable[[Any, object], ServerStats]:
+    known = make_dict_structure_fn(ServerStats, converter, extra=override(omit=True))
+
+    def structure_server_stats(value: Any, cls: object) -> ServerStats:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object of stats, got {_kind(value)}")
+        extra = {k: v for k, v in value.items() if k not in _STATS_FIELDS and type(v) is int}
+        stats = known(value, cls)
+        return attrs.evolve(stats, extra=extra) if extra else stats
+
+    return structure_server_stats
+
+
+def _require(kind: type, hook: Callable[[Any, Any], T], what: str) -> Callable[[Any, Any], T]:
+    """``hook``, refusing a JSON value of the wrong kind with a clear message.
+
+    cattrs would iterate a string or an object where an array belongs, and
+    index a string where an object belongs, with baffling errors.
+    """
+
+    def checked(value: Any, cls: Any) -> T:
+        if type(value) is not kind:
+            raise TypeError(f"expected {what}, got {_kind(value)}")
+        return hook(value, cls)
+
+    return checked
+
+
+def _is_list(cls: Any) -> bool:
+    return get_origin(cls) is list
+
+
+def _list_factory(cls: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    return _require(list, list_structure_factory(cls, converter), "an array")
+
+
+def _attrs_factory(cls: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    return _require(dict, make_dict_structure_fn(cls, converter), "an object")
+
+
+def _structure_stats(converter: cattrs.Converter) -> Callable[[Any, object], Stats]:
+    def structure_stats(value: Any, _: object) -> Stats:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object of servers, got {_kind(value)}")
+        return Stats(converter.structure(value, _SERVERS))
+
+    return structure_stats
+
+
+def _build(detailed: bool) -> cattrs.Converter:
+    converter = cattrs.Converter(detailed_validation=detailed)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(bool, _strict_bool)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(EpochSeconds, _epoch_seconds)
+    converter.register_structure_hook(EpochMillis, _epoch_millis)
+    converter.register_structure_hook(DigitString, lambda v, _: _digits(v))
+    converter.register_structure_hook_factory(_is_list, _list_factory)
+    converter.register_structure_hook_factory(attrs.has, _attrs_factory)
+    converter.register_structure_hook(ServerStats, _make_server_stats_hook(converter))
+    converter.register_structure_hook(Stats, _structure_stats(converter))
+    return converter
+
+
+_FAST = _build(detailed=False)
+_DETAILED = _build(detailed=True)
+
+
+def structure(data: Any, cls: type[T], endpoint: str) -> T:
+    """``data`` (parsed JSON) as ``cls``, or :class:`DecodeError` saying where it is wrong."""
+    try:
+        return _FAST.structure(data, cls)
+    except Exception:
+        pass
+    try:
+        # Re-decode with detailed validation only to explain the failure.
+        _DETAILED.structure(data, cls)
+    except Exception as exc:
+        problems = _explain(exc)
+        detail = "; ".join(f"{where}: {what}" for where, what in problems)
+        path = problems[0][0] if problems else None
+        raise DecodeError(
+            f"unexpected {endpoint} response: {detail}", endpoint=endpoint, path=path
+        ) from None
+    # The fast path failed where the detailed one did not: not expected, but
+    # the detailed result is right, so use it.
+    return _DETAILED.structure(data, cls)  # pragma: no cover
+
+
+def _explain(exc: BaseException) -> list[tuple[str, str]]:
+    """(field path, problem) pairs, e.g. ``("$['a:1'].get_hits", "expected an integer")``."""
+    if isinstance(exc, cattrs.BaseValidationError):
+        lines = cattrs.transform_error(exc, path="$", format_exception=_format)
+        pairs = []
+        for line in lines:
+            what, _, where = line.rpartition(" @ ")
+            pairs.append((where, what))
+        return pairs
+    return [("$", _format(exc, None))]
+
+
+def _format(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, (TypeError, ValueError)) and str(exc):
+        return str(exc)
+    expected = getattr(type_, "__name__", None) or repr(type_)
+    return f"invalid value for type {expected}"
+
+
+def decode(body: bytes, cls: type[T], endpoint: str) -> T:
+    """Parse a JSON body and structure it as ``cls``; only :class:`DecodeError` escapes."""
+    try:
+        data = _loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(
+            f"unexpected {endpoint} response: the body is not JSON ({exc.__class__.__name__})",
+            endpoint=endpoint,
+        ) from None
+    return structure(data, cls, endpoint)
+
+
+def sort_history(records: list[HistoryRecord]) -> list[HistoryRecord]:
+    """History in time order; records of one sampling time keep the server order sent."""
+    return sorted(records, key=lambda r: r.timestamp)

@@ -1,0 +1,247 @@
+"""Every exception the SDK raises.
+
+One base class, so ``except MemcachierError`` catches anything we raise::
+
+    MemcachierError
+    ├── APIError                  the service answered with a non-2xx status
+    │   ├── AuthenticationError   401: unknown username or wrong password
+    │   ├── PermissionDeniedError 403: the credential lacks a capability
+    │   ├── NotFoundError         404: "No cache found."
+    │   ├── RateLimitError        429: ``retry_after`` seconds, when given
+    │   └── ServerError           5xx: ``servers`` that did not answer
+    ├── TransportError            no usable answer: connection failures,
+    │   │                         timeouts, resets (chains the httpx error)
+    │   └── OutcomeUnknownError   a call that is not safe to repeat failed
+    │                             after it may have reached the server
+    ├── DecodeError               a 2xx body that is not what the endpoint
+    │                             returns; names the endpoint and the field
+    └── UnknownCredentialError    no credential of that username on the cache
+
+``APIError`` also stands for any other non-2xx status (a 400, a 3xx).
+
+Every error carries ``attempts``: one :class:`Attempt` per request sent for
+the call that failed (more than one when the retry layer retried it).
+
+No password ever appears in these messages: they are built from the
+status, the method, the URL (usernames, never passwords, appear in paths)
+and the body the service sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import attrs
+
+__all__ = [
+    "APIError",
+    "Attempt",
+    "AuthenticationError",
+    "DecodeError",
+    "MemcachierError",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "TransportError",
+    "UnknownCredentialError",
+]
+
+# Long HTML error pages from proxies are cut in messages (the full text stays
+# in ``.body``).
+_MESSAGE_BODY_LIMIT = 300
+
+
+@attrs.frozen
+class Attempt:
+    """One request sent for a call: what came back and when.
+
+    ``outcome`` is the HTTP status (``503``) or the name of the exception
+    (``"ConnectTimeout"``); ``elapsed`` is seconds since the call started,
+    at the moment the attempt ended.
+    """
+
+    number: int
+    outcome: int | str
+    elapsed: float
+
+
+class MemcachierError(Exception):
+    """Base class of every error raised by memcachier-async."""
+
+    attempts: tuple[Attempt, ...] = ()
+
+
+class APIError(MemcachierError):
+    """The service answered, with a status that is not a success."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        method: str,
+        url: str,
+        body: str,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.method = method
+        self.url = url
+        self.body = body
+
+
+class AuthenticationError(APIError):
+    """401: the service does not know this username and password."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the credential lacks the API, flush or management capability."""
+
+
+class NotFoundError(APIError):
+    """404: for login, no cache belongs to this credential."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests; wait ``retry_after`` seconds when it is set."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        method: str,
+        url: str,
+        body: str,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, method=method, url=url, body=body)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx: the service (or a proxy in front of it) failed.
+
+    ``servers`` lists the ``host:port`` of the cache's servers that did not
+    answer, parsed from ``Server error: a:1,b:2``; it is empty when the body
+    names none. After a failed flush, the servers not listed may have been
+    flushed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        method: str,
+        url: str,
+        body: str,
+        servers: Sequence[str] = (),
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, method=method, url=url, body=body)
+        self.servers = tuple(servers)
+        self.retry_after = retry_after
+
+
+class TransportError(MemcachierError):
+    """No usable answer: the connection failed, timed out or was reset.
+
+    The httpx exception is chained as ``__cause__``.
+    """
+
+
+class OutcomeUnknownError(TransportError):
+    """A call that is not safe to repeat failed after it may have acted.
+
+    The request may have reached the service and been carried out (a
+    credential created) before the connection failed, so it was not retried.
+    The message says how to find out what happened.
+    """
+
+
+class DecodeError(MemcachierError):
+    """A success body that does not have the shape the endpoint returns."""
+
+    def __init__(self, message: str, *, endpoint: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.endpoint = endpoint
+        self.path = path
+
+
+class UnknownCredentialError(MemcachierError, LookupError):
+    """The cache has no credential with this username."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"no credential with username {username!r} on this cache")
+        self.username = username
+
+
+# --- building API errors from a response (pure) ---------------------------
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+_SERVERS_RE = re.compile(r"^\s*Server error:\s*(?P<servers>.+?)\s*$", re.DOTALL)
+
+
+def servers_from_body(text: str) -> tuple[str, ...]:
+    """The ``host:port`` list of a ``Server error: a:1,b:2`` body, else ``()``."""
+    match = _SERVERS_RE.match(text)
+    if match is None:
+        return ()
+    return tuple(s for s in (part.strip() for part in match["servers"].split(",")) if s)
+
+
+def _summary(text: str) -> str:
+    flat = " ".join(text.split())
+    if len(flat) > _MESSAGE_BODY_LIMIT:
+        flat = flat[:_MESSAGE_BODY_LIMIT] + "…"
+    return flat
+
+
+def api_error(
+    *,
+    status_code: int,
+    reason: str,
+    method: str,
+    url: str,
+    text: str,
+    retry_after: float | None,
+) -> APIError:
+    """The exception for a non-2xx answer, with a message a person can act on."""
+    head = f"{status_code} {reason}".rstrip()
+    message = f"{head} from {method} {url}"
+    body = _summary(text)
+    if body:
+        message = f"{message}: {body}"
+    if status_code >= 500:
+        return ServerError(
+            message,
+            status_code=status_code,
+            method=method,
+            url=url,
+            body=text,
+            servers=servers_from_body(text),
+            retry_after=retry_after,
+        )
+    cls = _BY_STATUS.get(status_code, APIError)
+    if cls is RateLimitError:
+        return RateLimitError(
+            message,
+            status_code=status_code,
+            method=method,
+            url=url,
+            body=text,
+            retry_after=retry_after,
+        )
+    return cls(message, status_code=status_code, method=method, url=url, body=text)
