@@ -1,0 +1,64 @@
+"""The public surface: what `import memcachier_async` offers."""
+
+from __future__ import annotations
+
+import memcachier_async
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    # ruff's RUF022 order: CONSTANTS, then Classes, then functions.
+    kind = 0 if name.isupper() else 1 if name[:1].isupper() else 2
+    return (kind, name)
+
+
+def test_all_is_sorted_and_complete() -> None:
+    """__all__ is sorted, every name exists, and nothing private leaks."""
+    names = memcachier_async.__all__
+    assert names == sorted(names, key=_isort_key)
+    for name in names:
+        assert hasattr(memcachier_async, name), name
+    public = {n for n in dir(memcachier_async) if not n.startswith("_")}
+    modules = {n for n in public if type(getattr(memcachier_async, n)).__name__ == "module"}
+    assert public - modules <= set(names) | {"annotations"}
+
+
+def test_core_names_are_exported() -> None:
+    """The names other code depends on stay exported."""
+    expected = {
+        "AsyncAnalytics",
+        "APIError",
+        "AuthenticationError",
+        "Capabilities",
+        "Credential",
+        "DecodeError",
+        "HistoryRecord",
+        "MemcachierError",
+        "NewCredential",
+        "NotFoundError",
+        "OutcomeUnknownError",
+        "PermissionDeniedError",
+        "RateLimitError",
+        "ServerError",
+        "ServerStats",
+        "Stats",
+        "TransportError",
+    }
+    assert expected <= set(memcachier_async.__all__)
+
+
+def test_error_tree() -> None:
+    """The exception hierarchy is the documented tree."""
+    m = memcachier_async
+    assert issubclass(m.APIError, m.MemcachierError)
+    for cls in (
+        m.AuthenticationError,
+        m.PermissionDeniedError,
+        m.NotFoundError,
+        m.RateLimitError,
+        m.ServerError,
+    ):
+        assert issubclass(cls, m.APIError)
+    assert issubclass(m.TransportError, m.MemcachierError)
+    assert issubclass(m.OutcomeUnknownError, m.TransportError)
+    assert issubclass(m.DecodeError, m.MemcachierError)
+    assert not issubclass(m.DecodeError, m.APIError)

@@ -1,0 +1,111 @@
+"""The README's usage and error examples run as written, against respx."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from memcachier_async import AsyncAnalytics
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).parent.parent
+SAMPLES = Path(__file__).parent / "samples"
+BASE = "https://analytics.memcachier.com/api/v1"
+
+
+def section_code(name: str) -> dict[str, Any]:
+    """Execute the ``python readme-example`` blocks of one README section."""
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(rf"<!-- section:{name} -->(.*?)<!-- /section:{name} -->", readme, re.S)
+    assert section is not None, name
+    blocks = re.findall(r"```python readme-example\n(.*?)```", section.group(1), re.S)
+    assert blocks, f"no examples in section {name}"
+    namespace: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, f"README.md:{name}", "exec"), namespace)
+    return namespace
+
+
+def no_retry() -> dict[str, Any]:
+    """Pin one request per call where the retry layer exists."""
+    try:
+        from memcachier_async import RetryPolicy  # type: ignore[attr-defined]
+    except ImportError:
+        return {}
+    return {"retry": RetryPolicy.disabled()}
+
+
+def sample(name: str) -> Any:
+    return json.loads((SAMPLES / name).read_text())
+
+
+async def test_first_example_prints_stats(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's first example logs in from the environment and prints each server."""
+    monkeypatch.setenv("MEMCACHIER_USERNAME", "user")
+    monkeypatch.setenv("MEMCACHIER_PASSWORD", "pw")
+    code = section_code("usage")
+    with respx.mock(base_url=BASE) as router:
+        router.get("/login").respond(json=sample("login.json"))
+        router.get("/1561/stats").respond(json=sample("stats_two_servers.json"))
+        await code["main"]()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("mc1.example.com:11211 ")
+    assert out[1] == "mc2.example.com:11211 7 2 2017-07-21 15:31:25+00:00"
+
+
+async def test_tour_calls_every_endpoint() -> None:
+    """The per-endpoint tour makes each of the nine calls once (plus one list for update)."""
+    code = section_code("usage")
+    new = sample("credential_created.json")
+    with respx.mock(base_url=BASE) as router:
+        routes = [
+            router.get("/login").respond(json=sample("login.json")),
+            router.get("/1561/stats").respond(json=sample("stats_reference.json")),
+            router.get("/1561/history").respond(json=sample("history.json")),
+            router.get("/1561/credentials").respond(
+                json=[
+                    *sample("credentials.json"),
+                    {k: v for k, v in new.items() if k != "sasl_password"},
+                ]
+            ),
+            router.post("/1561/credentials").respond(json=new),
+            router.patch("/1561/credentials/CRED_USERNAME").respond(
+                json=sample("capabilities.json")
+            ),
+            router.post("/1561/credentials/primary/CRED_USERNAME").respond(
+                json=sample("credential_promoted.json")
+            ),
+            router.delete("/1561/credentials/primary/CRED_USERNAME").respond(200, text=""),
+            router.post("/1561/flush").respond(200, text=""),
+        ]
+        async with AsyncAnalytics("user", "pw") as api:
+            await code["tour"](api)
+    assert [r.call_count for r in routes] == [1, 1, 1, 2, 1, 1, 1, 1, 1]
+
+
+async def test_error_example_reports_missing_servers(capsys: pytest.CaptureFixture[str]) -> None:
+    """The error-handling example prints the servers of a partial flush failure."""
+    code = section_code("errors")
+    with respx.mock(base_url=BASE) as router:
+        router.post("/5/flush").mock(
+            side_effect=[
+                httpx.Response(500, text="Server error: a:1,b:2"),
+                httpx.Response(403, text="You are not authorized to perform this action."),
+            ]
+        )
+        async with AsyncAnalytics("user", "pw", cache_id=5, **no_retry()) as api:
+            await code["flush_carefully"](api)
+            await code["flush_carefully"](api)
+    assert capsys.readouterr().out.splitlines() == [
+        "not flushed on: a:1, b:2",
+        "this credential may not flush",
+    ]
