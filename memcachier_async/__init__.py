@@ -23,6 +23,7 @@ from ._models import (
     ServerStats,
     Stats,
 )
+from ._retry import RetryBudget, RetryEvent, RetryPolicy, RetryTransport
 from ._version import __version__
 
 __all__ = [
@@ -43,6 +44,10 @@ __all__ = [
     "OutcomeUnknownError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RetryBudget",
+    "RetryEvent",
+    "RetryPolicy",
+    "RetryTransport",
     "ServerError",
     "ServerStats",
     "Stats",

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import os
 import time
+import urllib.request
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -14,8 +15,15 @@ import anyio
 import httpx
 
 from . import _protocol as p
-from ._errors import TransportError, UnknownCredentialError
+from ._errors import (
+    Attempt,
+    MemcachierError,
+    OutcomeUnknownError,
+    TransportError,
+    UnknownCredentialError,
+)
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
+from ._retry import RetryPolicy, RetryTransport, attempts_of, reached_server
 from ._version import __version__
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "AsyncAnalytics"]
@@ -63,6 +71,37 @@ def _check_base_url(base_url: str) -> str:
     return str(url).rstrip("/")
 
 
+def _env_proxy(url: str) -> str | None:
+    # httpx reads HTTPS_PROXY/NO_PROXY only for a client without a transport;
+    # ours has one (the retry layer), so it reads them itself.
+    parsed = httpx.URL(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parsed.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parsed.host):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _transport_error(
+    spec: p.RequestSpec, idempotent: bool, exc: httpx.TransportError, elapsed: float
+) -> TransportError:
+    attempts = attempts_of(exc) or (Attempt(1, type(exc).__name__, elapsed),)
+    message = f"{spec.method} {spec.url} failed: {exc.__class__.__name__}: {exc}"
+    if len(attempts) > 1:
+        message += f" (after {len(attempts)} attempts)"
+    error: TransportError
+    if not idempotent and reached_server(exc):
+        error = OutcomeUnknownError(
+            f"{message}. The request may have reached the service and been carried "
+            "out, so it was not sent again: call list_credentials() to see whether "
+            "the credential was created before trying again."
+        )
+    else:
+        error = TransportError(message)
+    error.attempts = attempts
+    return error
+
+
 def _credential_name(credential: str | Credential) -> str:
     if isinstance(credential, Credential):
         return credential.sasl_username
@@ -85,6 +124,12 @@ class AsyncAnalytics:
     for any httpx async transport (a mock, the emulator's); otherwise the
     client owns one pooled ``httpx.AsyncClient`` (:data:`DEFAULT_LIMITS`,
     :data:`DEFAULT_TIMEOUT`), closed by :meth:`aclose`.
+
+    Failed calls are retried by a :class:`RetryTransport` with ``retry``
+    (default: a ``RetryPolicy()`` of this client's own), wrapped around the
+    client's transport or the given ``transport``. A given ``http_client``
+    is used as it is: wrap its transport yourself to retry.
+    ``RetryPolicy.disabled()`` turns retrying off.
     """
 
     def __init__(
@@ -97,6 +142,7 @@ class AsyncAnalytics:
         timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not isinstance(username, str) or not isinstance(password, str):
             raise TypeError("username and password must be str")
@@ -106,6 +152,11 @@ class AsyncAnalytics:
             raise ValueError("cache_id must be a non-negative int")
         if http_client is not None and transport is not None:
             raise ValueError("pass either http_client or transport, not both")
+        if http_client is not None and retry is not None and retry.max_attempts > 1:
+            raise ValueError(
+                "retry= applies to the client's own transport; with http_client, wrap "
+                "its transport in RetryTransport(transport, policy) instead"
+            )
         self._username = username
         self._base_url = _check_base_url(base_url)
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
@@ -117,6 +168,12 @@ class AsyncAnalytics:
         }
         self._owns_client = http_client is None
         if http_client is None:
+            if transport is None:
+                transport = httpx.AsyncHTTPTransport(
+                    limits=DEFAULT_LIMITS, proxy=_env_proxy(self._base_url)
+                )
+            if not isinstance(transport, RetryTransport) or retry is not None:
+                transport = RetryTransport(transport, RetryPolicy() if retry is None else retry)
             http_client = httpx.AsyncClient(
                 transport=transport,
                 timeout=timeout,
@@ -206,9 +263,8 @@ class AsyncAnalytics:
         try:
             response = await self._http.send(request)
         except httpx.TransportError as exc:
-            raise TransportError(
-                f"{spec.method} {spec.url} failed: {exc.__class__.__name__}: {exc}"
-            ) from exc
+            elapsed = time.perf_counter() - started
+            raise _transport_error(spec, endpoint.idempotent, exc, elapsed) from exc
         logger.debug(
             "%s %s -> %d in %.1f ms",
             spec.method,
@@ -216,15 +272,22 @@ class AsyncAnalytics:
             response.status_code,
             (time.perf_counter() - started) * 1000,
         )
-        return p.parse_response(
-            endpoint,
-            status_code=response.status_code,
-            reason=response.reason_phrase,
-            headers=response.headers,
-            body=response.content,
-            method=spec.method,
-            url=spec.url,
+        attempts = attempts_of(response) or (
+            Attempt(1, response.status_code, time.perf_counter() - started),
         )
+        try:
+            return p.parse_response(
+                endpoint,
+                status_code=response.status_code,
+                reason=response.reason_phrase,
+                headers=response.headers,
+                body=response.content,
+                method=spec.method,
+                url=spec.url,
+            )
+        except MemcachierError as error:
+            error.attempts = attempts
+            raise
 
     # --- the API ------------------------------------------------------------
 
