@@ -1,0 +1,4 @@
+"""The emulator of the MemCachier Analytics API.
+
+Public names live in ``memcachier_async.testing``.
+"""

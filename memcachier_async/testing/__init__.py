@@ -1,0 +1,59 @@
+"""A local emulator of the MemCachier Analytics API, for tests and demos.
+
+::
+
+    from memcachier_async.testing import Emulator
+
+    emulator = Emulator()                      # one cache, three simulated servers
+    async with emulator.client() as api:       # in process, no sockets
+        stats = await api.stats()
+
+    async with emulator.serve() as base_url:   # over TCP on loopback (uvicorn)
+        ...
+
+Serving over TCP and reading real memcached servers need the ``emulator``
+extra (``pip install 'memcachier-async[emulator]'``); the in-process
+transport needs only the SDK's own dependencies.
+
+Where the API reference is silent, the emulator chooses (and its tests pin):
+
+- an unknown or wrong credential gets ``401`` ``Invalid username or password.``;
+- a cache id in the path that is not the credential's gets ``403``;
+- a deactivated cache (``cache.active = False``) gets ``404 No cache found.``
+  on every call;
+- update, promote or delete of a username the cache does not have gets
+  ``404`` ``No credential found.``;
+- deleting the primary credential gets ``403`` (promote another one first);
+- an update body must be a JSON object of booleans; an omitted capability is
+  set to false (as the newer revision of the API does); anything else gets
+  ``400``;
+- managing credentials needs only the API capability.
+"""
+
+from memcachier_async._emulator._core import Emulator
+from memcachier_async._emulator._faults import FAULT_KINDS, Fault, FaultPlan, Faults
+from memcachier_async._emulator._sources import (
+    STATS_FIELDS,
+    MemcachedServer,
+    ServerUnavailable,
+    SimulatedServer,
+    StatsSource,
+    Traffic,
+)
+from memcachier_async._emulator._state import EmulatedCache, EmulatedCredential
+
+__all__ = [
+    "FAULT_KINDS",
+    "STATS_FIELDS",
+    "EmulatedCache",
+    "EmulatedCredential",
+    "Emulator",
+    "Fault",
+    "FaultPlan",
+    "Faults",
+    "MemcachedServer",
+    "ServerUnavailable",
+    "SimulatedServer",
+    "StatsSource",
+    "Traffic",
+]
