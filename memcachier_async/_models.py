@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import NewType
+from typing import TYPE_CHECKING, NewType
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._insight import MemoryUsage, ServerMemory
 
 __all__ = [
     "Capabilities",
@@ -83,6 +86,10 @@ class ServerStats:
     extra: Mapping[str, int] = attrs.field(default=_EMPTY, converter=_read_only)
 
 
+def _server_view(value: Mapping[str, ServerStats]) -> Mapping[str, ServerStats]:
+    return MappingProxyType(dict(value))
+
+
 @attrs.frozen
 class Stats(Mapping[str, ServerStats]):
     """A cache's stats: a read-only mapping of ``"host:port"`` to :class:`ServerStats`.
@@ -91,7 +98,7 @@ class Stats(Mapping[str, ServerStats]):
     the cache moves to other servers.
     """
 
-    servers: Mapping[str, ServerStats] = attrs.field(converter=MappingProxyType)
+    servers: Mapping[str, ServerStats] = attrs.field(converter=_server_view)
 
     def __getitem__(self, server: str) -> ServerStats:
         return self.servers[server]
@@ -101,6 +108,28 @@ class Stats(Mapping[str, ServerStats]):
 
     def __len__(self) -> int:
         return len(self.servers)
+
+    # The arithmetic lives in ``_insight``; imported on call because it
+    # builds on these classes.
+
+    def total(self) -> ServerStats:
+        """The cache as one server: counters and gauges summed, ``time`` the latest.
+
+        Raises ``ValueError`` for a cache without servers.
+        """
+        from ._insight import total_of
+
+        return total_of(self)
+
+    def memory(self) -> MemoryUsage:
+        """Bytes used and allowed, overall and on the fullest server."""
+        from ._insight import memory_of
+
+        return memory_of(self)
+
+    def fullest(self) -> ServerMemory | None:
+        """The server whose memory is the most used (by ratio), or ``None`` without servers."""
+        return self.memory().fullest
 
 
 @attrs.frozen

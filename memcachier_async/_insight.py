@@ -1,0 +1,455 @@
+"""Totals, memory and derived metrics ("processed stats") from raw v1 stats.
+
+Pure functions, no I/O. The rules (``NOTES.md``, "Stats semantics"):
+
+- ``bytes``, ``curr_items``, ``curr_connections`` and ``limit_maxbytes`` are
+  gauges: current values, summed across servers. ``time`` is each server's
+  own clock. Every other field is a counter, monotonic until the server
+  restarts or its stats are reset.
+- Per server, a counter's delta is ``current - previous``, or ``current``
+  when it dropped (a reset: it counts from zero again). Rates divide by that
+  server's own Δtime.
+- A server seen for the first time is only a baseline; a server that
+  vanished is dropped; a server whose clock did not advance has no interval
+  (typically the same sample served twice) and is left out like a baseline.
+- For the whole cache, rates are the sum of the servers' rates; a hit rate
+  divides summed hits by summed lookups, and a fraction divides the cache's
+  rates. Averaging per-server ratios would weigh an idle shard like a busy
+  one.
+
+Undefined values are ``None``: no lookups means no hit rate, not 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import MappingProxyType
+
+import attrs
+
+from ._models import HistoryRecord, ServerStats, Stats
+
+__all__ = [
+    "COUNTERS",
+    "GAUGES",
+    "PROCESSED_NAMES",
+    "Insight",
+    "MemoryUsage",
+    "ProcessedStats",
+    "ServerMemory",
+    "history_series",
+    "insight",
+    "memory_of",
+    "next_baseline",
+    "total_of",
+]
+
+#: Fields that are current values, not counts since the server started.
+GAUGES: tuple[str, ...] = ("bytes", "curr_connections", "curr_items", "limit_maxbytes")
+_NOT_COUNTERS = frozenset({*GAUGES, "time", "extra"})
+#: Fields that count since the server started.
+COUNTERS: tuple[str, ...] = tuple(
+    a.name for a in attrs.fields(ServerStats) if a.name not in _NOT_COUNTERS
+)
+
+# memcached counts CAS commands in cmd_set, so CAS is not added again here;
+# auth is connection set-up, not a request for data.
+_REQUESTS = (
+    "cmd_get",
+    "cmd_set",
+    "cmd_delete",
+    "cmd_touch",
+    "cmd_flush",
+    "incr_hits",
+    "incr_misses",
+    "decr_hits",
+    "decr_misses",
+)
+
+# The commands of each operation, for its rate and its fraction of requests.
+_OPERATIONS: dict[str, tuple[str, ...]] = {
+    "cas": ("cas_hits", "cas_misses", "cas_badval"),
+    "decr": ("decr_hits", "decr_misses"),
+    "delete": ("cmd_delete",),
+    "flush": ("cmd_flush",),
+    "get": ("cmd_get",),
+    "incr": ("incr_hits", "incr_misses"),
+    "set": ("cmd_set",),
+    "touch": ("cmd_touch",),
+}
+
+# Rates: metric → counters summed, per second.
+_RATES: dict[str, tuple[str, ...]] = {
+    "auth_cmds_rate": ("auth_cmds",),
+    "auth_errors_rate": ("auth_errors",),
+    "bytes_read_rate": ("bytes_read",),
+    "bytes_write_rate": ("bytes_written",),
+    "cas_badval_rate": ("cas_badval",),
+    "connection_rate": ("total_connections",),
+    "eviction_rate": ("evictions",),
+    "get_expired_rate": ("expired",),
+    "request_rate": _REQUESTS,
+    **{f"{op}_rate": counters for op, counters in _OPERATIONS.items()},
+}
+
+_HIT_OPS = ("cas", "decr", "delete", "get", "incr", "touch")
+# Hit rates: metric → (hit counters, miss counters). A CAS with a stale
+# token (cas_badval) found its key but is neither a hit nor a miss.
+_HIT_RATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    **{f"{op}_hit_rate": ((f"{op}_hits",), (f"{op}_misses",)) for op in _HIT_OPS},
+    "hit_rate": (
+        tuple(f"{op}_hits" for op in _HIT_OPS),
+        tuple(f"{op}_misses" for op in _HIT_OPS),
+    ),
+}
+
+# Fractions: metric → the operation's rate, over ``request_rate``.
+_FRACTIONS: dict[str, str] = {f"{op}_fraction": f"{op}_rate" for op in _OPERATIONS}
+
+# Gauges: metric → field, summed over the current servers.
+_GAUGE_METRICS: dict[str, str] = {
+    "bytes": "bytes",
+    "connections": "curr_connections",
+    "items": "curr_items",
+    "max_bytes": "limit_maxbytes",
+}
+
+_OPTIONAL = attrs.field(default=None, kw_only=True)
+
+
+@attrs.frozen
+class ProcessedStats:
+    """The derived metrics of one server, or of a whole cache, over an interval.
+
+    The names are those the newer MemCachier API computes on its side.
+    ``*_rate`` fields without "hit" are per second; ``*_hit_rate`` are hits
+    over hits and misses of that operation (``hit_rate``: of all of them);
+    ``*_fraction`` are that operation's share of all requests (gets, sets
+    including CAS, deletes, touches, flushes, increments and decrements).
+    ``bytes``, ``items``, ``connections`` and ``max_bytes`` are the current
+    gauges. A value is ``None`` where it is undefined: no interval to divide
+    by, or no lookups to compute a hit rate from.
+    """
+
+    auth_cmds_rate: float | None = _OPTIONAL
+    auth_errors_rate: float | None = _OPTIONAL
+    bytes: float | None = _OPTIONAL
+    bytes_read_rate: float | None = _OPTIONAL
+    bytes_write_rate: float | None = _OPTIONAL
+    cas_badval_rate: float | None = _OPTIONAL
+    cas_fraction: float | None = _OPTIONAL
+    cas_hit_rate: float | None = _OPTIONAL
+    cas_rate: float | None = _OPTIONAL
+    connection_rate: float | None = _OPTIONAL
+    connections: float | None = _OPTIONAL
+    decr_fraction: float | None = _OPTIONAL
+    decr_hit_rate: float | None = _OPTIONAL
+    decr_rate: float | None = _OPTIONAL
+    delete_fraction: float | None = _OPTIONAL
+    delete_hit_rate: float | None = _OPTIONAL
+    delete_rate: float | None = _OPTIONAL
+    eviction_rate: float | None = _OPTIONAL
+    flush_fraction: float | None = _OPTIONAL
+    flush_rate: float | None = _OPTIONAL
+    get_expired_rate: float | None = _OPTIONAL
+    get_fraction: float | None = _OPTIONAL
+    get_hit_rate: float | None = _OPTIONAL
+    get_rate: float | None = _OPTIONAL
+    hit_rate: float | None = _OPTIONAL
+    incr_fraction: float | None = _OPTIONAL
+    incr_hit_rate: float | None = _OPTIONAL
+    incr_rate: float | None = _OPTIONAL
+    items: float | None = _OPTIONAL
+    max_bytes: float | None = _OPTIONAL
+    request_rate: float | None = _OPTIONAL
+    set_fraction: float | None = _OPTIONAL
+    set_rate: float | None = _OPTIONAL
+    touch_fraction: float | None = _OPTIONAL
+    touch_hit_rate: float | None = _OPTIONAL
+    touch_rate: float | None = _OPTIONAL
+
+
+#: The 36 processed-stats names, in alphabetical order.
+PROCESSED_NAMES: tuple[str, ...] = tuple(a.name for a in attrs.fields(ProcessedStats))
+
+
+def _per_server(value: Mapping[str, ProcessedStats]) -> Mapping[str, ProcessedStats]:
+    return MappingProxyType(dict(value))
+
+
+def _resets(value: Mapping[str, tuple[str, ...]]) -> Mapping[str, tuple[str, ...]]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen
+class Insight:
+    """What a cache did between two snapshots, per server and as a whole.
+
+    ``total`` is the whole cache; ``servers`` has one entry per server of
+    the current snapshot (a new or stalled server has its gauges only).
+    ``start`` and ``end`` bound the interval: for :func:`insight`, the
+    earliest previous and the latest current server clock of the servers
+    counted; for :func:`history_series`, the two sampling times.
+    ``resets`` names, per server, the counters that dropped.
+    """
+
+    total: ProcessedStats
+    servers: Mapping[str, ProcessedStats] = attrs.field(converter=_per_server)
+    start: datetime | None
+    end: datetime | None
+    new_servers: tuple[str, ...] = ()
+    vanished_servers: tuple[str, ...] = ()
+    stalled_servers: tuple[str, ...] = ()
+    resets: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, converter=_resets)
+
+    @property
+    def seconds(self) -> float | None:
+        """The length of the interval, when there is one."""
+        if self.start is None or self.end is None:
+            return None
+        return (self.end - self.start).total_seconds()
+
+
+@attrs.frozen
+class ServerMemory:
+    """One server's memory: ``used`` of ``limit`` bytes (``usage`` = used / limit)."""
+
+    server: str
+    used: int
+    limit: int
+    usage: float | None
+
+
+@attrs.frozen
+class MemoryUsage:
+    """A cache's memory, overall and on its fullest server.
+
+    Shards fill unevenly and evictions start on the fullest one, so
+    ``fullest.usage`` can be near 1 while ``usage`` looks comfortable.
+    ``fullest`` is ``None`` for a cache without servers.
+    """
+
+    used: int
+    limit: int
+    usage: float | None
+    fullest: ServerMemory | None
+
+
+# --- one response ----------------------------------------------------------
+
+
+def total_of(stats: Stats) -> ServerStats:
+    """Counters and gauges summed over the servers; ``time`` the latest clock.
+
+    Fields the SDK does not know (``extra``) are left out: their kind is
+    unknown, and summing a gauge like ``uptime`` would be meaningless.
+    """
+    servers = list(stats.values())
+    if not servers:
+        raise ValueError("a cache without servers has no totals")
+    summed = {name: sum(getattr(s, name) for s in servers) for name in (*COUNTERS, *GAUGES)}
+    return ServerStats(time=max(s.time for s in servers), **summed)
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _server_memory(server: str, stats: ServerStats) -> ServerMemory:
+    return ServerMemory(
+        server=server,
+        used=stats.bytes,
+        limit=stats.limit_maxbytes,
+        usage=_ratio(stats.bytes, stats.limit_maxbytes),
+    )
+
+
+def memory_of(stats: Stats) -> MemoryUsage:
+    """Memory used and allowed, overall and on the fullest server."""
+    per_server = [_server_memory(name, s) for name, s in stats.items()]
+    used = sum(m.used for m in per_server)
+    limit = sum(m.limit for m in per_server)
+    # Fullest by usage; a server without a limit ranks by bytes alone, below
+    # any with one. Ties break on the name, so the answer is stable.
+    fullest = max(
+        per_server,
+        key=lambda m: (m.usage if m.usage is not None else -1.0, m.used, m.server),
+        default=None,
+    )
+    return MemoryUsage(used=used, limit=limit, usage=_ratio(used, limit), fullest=fullest)
+
+
+# --- two snapshots -----------------------------------------------------------
+
+
+@attrs.frozen
+class _Interval:
+    """One server's counter deltas over ``seconds`` of its own clock."""
+
+    deltas: Mapping[str, int]
+    seconds: float
+
+
+def _delta(previous: int, current: int) -> int:
+    # A counter that dropped restarted from zero: all of it is new.
+    return current - previous if current >= previous else current
+
+
+def _interval(previous: ServerStats, current: ServerStats) -> tuple[_Interval, tuple[str, ...]]:
+    deltas: dict[str, int] = {}
+    resets: list[str] = []
+    for name in COUNTERS:
+        before, now = getattr(previous, name), getattr(current, name)
+        if now < before:
+            resets.append(name)
+        deltas[name] = _delta(before, now)
+    seconds = (current.time - previous.time).total_seconds()
+    return _Interval(deltas, seconds), tuple(resets)
+
+
+def _sum(intervals: Sequence[_Interval], counters: tuple[str, ...]) -> int:
+    return sum(i.deltas[c] for i in intervals for c in counters)
+
+
+def _processed(intervals: Sequence[_Interval], gauges: Iterable[ServerStats]) -> ProcessedStats:
+    """The 36 metrics from the intervals of the servers counted and the current gauges."""
+    values: dict[str, float | None] = {}
+    gauge_list = list(gauges)
+    for metric, field in _GAUGE_METRICS.items():
+        values[metric] = float(sum(getattr(s, field) for s in gauge_list))
+    if intervals:
+        for metric, counters in _RATES.items():
+            # Each server's rate uses its own clock; the cache's is their sum.
+            values[metric] = sum(sum(i.deltas[c] for c in counters) / i.seconds for i in intervals)
+        for metric, (hits, misses) in _HIT_RATES.items():
+            hit_count = _sum(intervals, hits)
+            values[metric] = _ratio(hit_count, hit_count + _sum(intervals, misses))
+        # A fraction is a share of the traffic per second: with servers on
+        # intervals of different lengths, a ratio of counts would weigh the
+        # longer interval more.
+        requests = values["request_rate"] or 0.0
+        for metric, rate in _FRACTIONS.items():
+            values[metric] = _ratio(values[rate] or 0.0, requests)
+    return ProcessedStats(**values)
+
+
+def _compare(
+    previous: Mapping[str, ServerStats],
+    current: Mapping[str, ServerStats],
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Insight:
+    intervals: dict[str, _Interval] = {}
+    resets: dict[str, tuple[str, ...]] = {}
+    new: list[str] = []
+    stalled: list[str] = []
+    servers: dict[str, ProcessedStats] = {}
+    for name, now in current.items():
+        before = previous.get(name)
+        if before is None:
+            new.append(name)
+            servers[name] = _processed((), (now,))
+            continue
+        interval, dropped = _interval(before, now)
+        if interval.seconds <= 0:
+            stalled.append(name)
+            servers[name] = _processed((), (now,))
+            continue
+        intervals[name] = interval
+        if dropped:
+            resets[name] = dropped
+        servers[name] = _processed((interval,), (now,))
+    counted = list(intervals)
+    if start is None and counted:
+        start = min(previous[name].time for name in counted)
+    if end is None and counted:
+        end = max(current[name].time for name in counted)
+    return Insight(
+        total=_processed(list(intervals.values()), current.values()),
+        servers=servers,
+        start=start,
+        end=end,
+        new_servers=tuple(new),
+        vanished_servers=tuple(name for name in previous if name not in current),
+        stalled_servers=tuple(stalled),
+        resets=resets,
+    )
+
+
+def insight(previous: Stats, current: Stats) -> Insight:
+    """What the cache did between two stats snapshots (``previous`` first).
+
+    Every server's rates use its own clock. A server only in ``current`` is
+    a baseline (its gauges count, its counters do not); a server only in
+    ``previous`` is dropped; a counter that dropped was reset and counts
+    from zero.
+    """
+    return _compare(previous, current)
+
+
+def next_baseline(previous: Stats | None, current: Stats) -> Stats:
+    """The snapshot to compare the next one with, after ``current``.
+
+    Usually ``current`` itself; but a server whose clock did not advance
+    keeps its older sample, so the next interval spans the time since that
+    server last moved instead of being lost.
+    """
+    if previous is None:
+        return current
+    kept = {
+        name: (previous[name] if name in previous and now.time <= previous[name].time else now)
+        for name, now in current.items()
+    }
+    if all(kept[name] is current[name] for name in kept):
+        return current
+    return Stats(kept)
+
+
+# --- history -------------------------------------------------------------------
+
+
+@attrs.define
+class _Round:
+    first: datetime
+    last: datetime
+    servers: dict[str, ServerStats]
+
+
+def _sampling_rounds(records: Iterable[HistoryRecord], tolerance: timedelta) -> list[_Round]:
+    """Records grouped by sampling time: one round holds each server at most once."""
+    rounds: list[_Round] = []
+    for record in sorted(records, key=lambda r: r.timestamp):
+        stamp: datetime = record.timestamp
+        latest = rounds[-1] if rounds else None
+        if latest is None or record.server in latest.servers or stamp - latest.first > tolerance:
+            latest = _Round(stamp, stamp, {})
+            rounds.append(latest)
+        # A round's time is its latest record's: the sampling is complete then.
+        latest.last = stamp
+        latest.servers[record.server] = record.stats
+    return rounds
+
+
+def history_series(records: Iterable[HistoryRecord], *, tolerance: float = 1.0) -> list[Insight]:
+    """An :class:`Insight` per sampling interval of a cache's history, oldest first.
+
+    Records of one sampling time (within ``tolerance`` seconds of each
+    other, one per server) form one point. Each server is compared with its
+    own previous record, wherever that was, and its rates use its own clock.
+    The first sampling time is only a baseline, so ``n`` sampling times give
+    ``n - 1`` points; ``start`` and ``end`` of each are sampling times, ready
+    to chart ``[(i.end, i.total.hit_rate) for i in history_series(h)]``.
+    """
+    last: dict[str, ServerStats] = {}
+    previous_time: datetime | None = None
+    series: list[Insight] = []
+    for sampled in _sampling_rounds(records, timedelta(seconds=tolerance)):
+        servers = sampled.servers
+        baseline = {name: last[name] for name in servers if name in last}
+        if baseline:
+            series.append(_compare(baseline, servers, start=previous_time, end=sampled.last))
+        last.update(servers)
+        previous_time = sampled.last
+    return series
