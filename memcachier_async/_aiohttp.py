@@ -1,0 +1,146 @@
+"""An httpx transport that sends with aiohttp (the ``aiohttp`` extra), asyncio only.
+
+``AsyncAnalytics(..., http_backend="aiohttp")`` uses it. aiohttp's HTTP
+parser is written in C and its connection pool does little work per
+request, so a call costs much less CPU than through httpcore; everything
+above the transport (retries, timeouts, the client) stays httpx.
+
+Failures are mapped to the httpx exception that says how far the request
+got, because the retry layer decides on that: a failure to connect (or to
+get a connection in time) never sent anything (``ConnectError``,
+``ConnectTimeout``, ``PoolTimeout``); anything later may have reached the
+server (``ReadTimeout``, ``ReadError``, ``RemoteProtocolError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+import httpx
+
+try:
+    import aiohttp
+    import yarl
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        'http_backend="aiohttp" needs aiohttp: pip install "memcachier-async[aiohttp]"'
+    ) from exc
+
+__all__ = ["AiohttpTransport"]
+
+
+def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
+    timeout: dict[str, float | None] = request.extensions.get("timeout") or {}
+    # aiohttp's ``connect`` covers waiting for a pooled connection and
+    # connecting; ``sock_connect`` the TCP/TLS connect alone.
+    pool, connect = timeout.get("pool"), timeout.get("connect")
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=None if pool is None or connect is None else pool + connect,
+        sock_connect=connect,
+        sock_read=timeout.get("read"),
+    )
+
+
+def _map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    error: httpx.TransportError
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        # Connect phase: waiting for the pool or for the TCP/TLS handshake.
+        error = httpx.ConnectTimeout(message, request=request)
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        error = httpx.ConnectError(message, request=request)
+    elif isinstance(exc, asyncio.TimeoutError):
+        error = httpx.ReadTimeout(message, request=request)
+    elif isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        error = httpx.RemoteProtocolError(message, request=request)
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        # A malformed response (bad status line, headers too large, ...).
+        error = httpx.RemoteProtocolError(message, request=request)
+    else:
+        error = httpx.ReadError(message, request=request)
+    return error
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An httpx transport on one ``aiohttp.ClientSession`` (created on first use).
+
+    ``proxy`` is an ``http://`` proxy URL for every request.
+    ``limits.max_connections`` caps the open connections (0 or ``None``:
+    no cap) and ``limits.keepalive_expiry`` closes idle ones. The whole
+    body is read before the response is returned, as the SDK needs it.
+    Compressed bodies are left to httpx to decode, as with its own transport.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: httpx.Limits | None = None,
+        verify: ssl.SSLContext | bool = True,
+        proxy: str | None = None,
+    ) -> None:
+        self._limits = limits or httpx.Limits()
+        self._proxy = proxy
+        if verify is True:
+            verify = ssl.create_default_context()
+        self._ssl: ssl.SSLContext | bool = verify
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                'http_backend="aiohttp" runs on asyncio only; use the default backend under trio'
+            ) from None
+        connector = aiohttp.TCPConnector(
+            limit=self._limits.max_connections or 0,
+            limit_per_host=0,
+            keepalive_timeout=self._limits.keepalive_expiry or 15.0,
+            ssl=self._ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            # httpx decides every header; aiohttp adds none of its own.
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._session or self._open()
+        content = await request.aread()
+        # encoded=True: the URL is already escaped as httpx built it; aiohttp
+        # must not unescape a %2F in a credential name.
+        url = yarl.URL(str(request.url), encoded=True)
+        try:
+            async with session.request(
+                request.method,
+                url,
+                headers=request.headers.multi_items(),
+                data=content or None,
+                allow_redirects=False,
+                timeout=_timeout(request),
+                proxy=self._proxy,
+            ) as response:
+                body = await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise _map_error(exc, request) from exc
+        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=httpx.ByteStream(body),
+            extensions=extensions,
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
