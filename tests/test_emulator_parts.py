@@ -122,12 +122,16 @@ def test_simulated_server_counts_like_memcached() -> None:
     """Gets, sets, deletes and touches move the counters memcached has."""
     server = SimulatedServer("a.test:1")
     server.set("k", 100)
-    assert server.get("k") and not server.get("missing")
-    assert server.touch("k") and not server.touch("missing")
-    assert server.delete("k") and not server.delete("k")
+    assert server.get("k")
+    assert not server.get("missing")
+    assert server.touch("k")
+    assert not server.touch("missing")
+    assert server.delete("k")
+    assert not server.delete("k")
     stats = server.stats(1_700_000_000.9)
     assert stats["cmd_get"] == stats["get_hits"] + stats["get_misses"] == 2
-    assert stats["cmd_touch"] == 2 and stats["touch_hits"] == 1
+    assert stats["cmd_touch"] == 2
+    assert stats["touch_hits"] == 1
     assert (stats["delete_hits"], stats["delete_misses"], stats["cmd_delete"]) == (1, 1, 2)
     assert (stats["cmd_set"], stats["total_items"], stats["curr_items"]) == (1, 1, 0)
     assert stats["time"] == 1_700_000_000
@@ -142,7 +146,8 @@ def test_simulated_server_evicts_when_full() -> None:
     assert stats["evictions"] > 0
     assert stats["bytes"] <= 10_000
     assert stats["curr_items"] + stats["evictions"] == 40
-    assert not server.get("k0") and server.get("k39")
+    assert not server.get("k0")
+    assert server.get("k39")
 
 
 def test_simulated_flush_is_lazy() -> None:
@@ -168,8 +173,11 @@ def test_traffic_is_seeded_and_realistic() -> None:
     assert first == run(1)
     assert first != run(2)
     total = {k: sum(s[k] for s in first) for k in first[0]}
-    assert total["get_hits"] > 0 and total["get_misses"] > 0
-    assert total["evictions"] > 0 and total["cmd_touch"] > 0 and total["cmd_delete"] > 0
+    assert total["get_hits"] > 0
+    assert total["get_misses"] > 0
+    assert total["evictions"] > 0
+    assert total["cmd_touch"] > 0
+    assert total["cmd_delete"] > 0
     assert all(s["cmd_get"] > 0 for s in first)
 
 
@@ -211,7 +219,8 @@ def test_backfill_spaces_samples_by_the_interval() -> None:
     stamps = sorted({int(r["timestamp"]) for r in history})
     assert stamps == [1_700_000_000_000 - 60_000 * i for i in (3, 2, 1, 0)]
     gets = [r["stats"]["cmd_get"] for r in history if r["server"] == emu.cache.servers[0].name]
-    assert gets == sorted(gets) and gets[0] < gets[-1]
+    assert gets == sorted(gets)
+    assert gets[0] < gets[-1]
 
 
 def test_a_down_server_is_missing_from_its_sample() -> None:
@@ -260,7 +269,8 @@ def test_caches_and_credentials_are_managed_in_python() -> None:
     emu = Emulator(username="MAIN", password="main-secret")
     assert (emu.username, emu.password) == ("MAIN", "main-secret")
     second = emu.add_cache(2)
-    assert second.cache_id == 1562 and second.memcachier_id == 12
+    assert second.cache_id == 1562
+    assert second.memcachier_id == 12
     credential = second.add_credential("TWO", "two-secret", flush=False)
     assert "two-secret" not in repr(credential)
     with pytest.raises(ValueError, match="exists"):
