@@ -390,7 +390,9 @@ async def test_a_silent_server_costs_at_most_the_deadline(
     seen: list[dict[str, float | None]] = []
     started = fake.now
     client = api(
-        policy(fake, deadline=deadline), transport=silent_server(fake, seen), timeout=http_timeout
+        policy(fake, deadline=deadline, random=lambda: 0.0),  # no waits: attempts end to end
+        transport=silent_server(fake, seen),
+        timeout=http_timeout,
     )
     async with client:
         with pytest.raises(TransportError) as info:
@@ -401,6 +403,8 @@ async def test_a_silent_server_costs_at_most_the_deadline(
     assert seen[0]["read"] == min(read, deadline)
     for phases in seen:
         assert all(v is not None and v <= deadline for v in phases.values())
+    # The last attempt got exactly the time that was left.
+    assert fake.now - started == pytest.approx(deadline)
     assert len(info.value.attempts) == len(seen)
     assert info.value.attempts[-1].elapsed <= deadline + 1e-9
 
