@@ -1,0 +1,141 @@
+"""Response bodies the origin serves and the decode benchmark parses.
+
+When the emulator (``memcachier_async.testing``) is importable, the bodies
+are recorded from it, so they have exactly the shape the SDK is tested
+against. Otherwise a seeded generator writes bodies of the same shape
+(31 integer stats fields per server, realistic magnitudes, history records
+interleaved per server): the benchmark must run on a checkout where the
+emulator is not there yet.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+STATS_FIELDS = (
+    "auth_cmds",
+    "auth_errors",
+    "bytes",
+    "bytes_read",
+    "bytes_written",
+    "cas_badval",
+    "cas_hits",
+    "cas_misses",
+    "cmd_delete",
+    "cmd_flush",
+    "cmd_get",
+    "cmd_set",
+    "cmd_touch",
+    "curr_connections",
+    "curr_items",
+    "decr_hits",
+    "decr_misses",
+    "delete_hits",
+    "delete_misses",
+    "evictions",
+    "expired",
+    "get_hits",
+    "get_misses",
+    "incr_hits",
+    "incr_misses",
+    "limit_maxbytes",
+    "time",
+    "total_connections",
+    "total_items",
+    "touch_hits",
+    "touch_misses",
+)
+
+_NOW = 1_767_225_600  # 2026-01-01T00:00:00Z: fixed, so bodies are the same every run
+
+
+def _server_stats(rng: random.Random, when: int) -> dict[str, int]:
+    gets = rng.randrange(10**6, 10**9)
+    hits = rng.randrange(gets // 2, gets)
+    sets = rng.randrange(10**5, 10**8)
+    stats = {name: rng.randrange(0, 10**6) for name in STATS_FIELDS}
+    stats.update(
+        cmd_get=gets,
+        get_hits=hits,
+        get_misses=gets - hits,
+        cmd_set=sets,
+        bytes=rng.randrange(10**6, 10**8),
+        bytes_read=rng.randrange(10**8, 10**11),
+        bytes_written=rng.randrange(10**8, 10**12),
+        limit_maxbytes=100 * 2**20,
+        curr_connections=rng.randrange(1, 200),
+        time=when,
+    )
+    return stats
+
+
+def _server_name(i: int) -> str:
+    return f"mc{i // 4 + 1}-{i % 4}.c{i % 7 + 1}.ec2.memcachier.com:11211"
+
+
+def generated_stats(servers: int, seed: int = 1) -> dict[str, Any]:
+    rng = random.Random(seed)
+    return {_server_name(i): _server_stats(rng, _NOW) for i in range(servers)}
+
+
+def generated_history(records: int, servers: int = 4, seed: int = 2) -> list[dict[str, Any]]:
+    """``records`` records: one per server per sampling time, a minute apart."""
+    rng = random.Random(seed)
+    out = []
+    for n in range(records):
+        when = _NOW - (records // servers - n // servers) * 60
+        out.append(
+            {
+                "memcachier_id": "1561",
+                "server": _server_name(n % servers).partition(":")[0],
+                "stats": _server_stats(rng, when),
+                "timestamp": str(when * 1000 + rng.randrange(0, 1000)),
+            }
+        )
+    return out
+
+
+def generated_credentials(count: int = 5) -> list[dict[str, Any]]:
+    return [
+        {
+            "cache_id": 1561,
+            "id": 40 + i,
+            "sasl_username": f"A1B2C{i}",
+            "uuid": None,
+            "primary": i == 0,
+            "flush_capability": i % 2 == 0,
+            "write_capability": True,
+            "api_capability": i < 2,
+        }
+        for i in range(count)
+    ]
+
+
+def _from_emulator() -> dict[str, bytes] | None:
+    """Bodies recorded from the emulator, or ``None`` when it is not available."""
+    try:
+        from emulator_bodies import record  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return record()  # type: ignore[no-any-return]
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def bodies() -> tuple[dict[str, bytes], str]:
+    """(name → body, where they come from) for every body the benchmarks use."""
+    recorded = _from_emulator()
+    if recorded is not None:
+        return recorded, "recorded from memcachier_async.testing"
+    return {
+        "login": dumps({"cache_id": 1561}),
+        "stats4": dumps(generated_stats(4)),
+        "stats64": dumps(generated_stats(64)),
+        "history1k": dumps(generated_history(1_000)),
+        "history10k": dumps(generated_history(10_000)),
+        "credentials": dumps(generated_credentials()),
+    }, "generated (benchmarks/_bodies.py)"
