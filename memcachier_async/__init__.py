@@ -15,6 +15,7 @@ from ._errors import (
     TransportError,
     UnknownCredentialError,
 )
+from ._fanout import CacheCredentials, CacheResult, CacheTimeout, FanOut, fan_out
 from ._insight import (
     Insight,
     MemoryUsage,
@@ -31,6 +32,7 @@ from ._models import (
     ServerStats,
     Stats,
 )
+from ._poll import Poller, PollResult, PollRound, watch
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, RetryTransport
 from ._version import __version__
 
@@ -42,9 +44,13 @@ __all__ = [
     "AsyncAnalytics",
     "Attempt",
     "AuthenticationError",
+    "CacheCredentials",
+    "CacheResult",
+    "CacheTimeout",
     "Capabilities",
     "Credential",
     "DecodeError",
+    "FanOut",
     "HistoryRecord",
     "Insight",
     "MemcachierError",
@@ -53,6 +59,9 @@ __all__ = [
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "PollResult",
+    "PollRound",
+    "Poller",
     "ProcessedStats",
     "RateLimitError",
     "RetryBudget",
@@ -66,6 +75,8 @@ __all__ = [
     "TransportError",
     "UnknownCredentialError",
     "__version__",
+    "fan_out",
     "history_series",
     "insight",
+    "watch",
 ]
