@@ -1,0 +1,412 @@
+"""What every ``memcachier-analytics`` command shares.
+
+- Which caches a command talks to (:class:`CacheTarget`): from flags, from
+  ``MEMCACHIER_USERNAME`` / ``MEMCACHIER_PASSWORD``, from a TOML file of
+  many caches, or from an in-process emulator (``--emulator``).
+- How failures end a command: one line on stderr and an exit code a
+  script can branch on, never a traceback.
+- Output: rich for people, ``--json`` for scripts.
+
+Needs the ``cli`` extra (click, rich).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import attrs
+import click
+import httpx
+
+from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUT, AsyncAnalytics
+from ._errors import (
+    AuthenticationError,
+    MemcachierError,
+    PermissionDeniedError,
+    ServerError,
+    TransportError,
+)
+from ._retry import RetryTransport
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = [
+    "EXIT_API",
+    "EXIT_AUTH",
+    "EXIT_TRANSPORT",
+    "EXIT_USAGE",
+    "CacheTarget",
+    "CliError",
+    "ConfigError",
+    "NamedClient",
+    "Selection",
+    "emit_json",
+    "exit_code_for",
+    "load_config",
+    "one_line",
+    "open_clients",
+    "run_async",
+    "target_options",
+]
+
+T = TypeVar("T")
+
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_API = 4
+EXIT_TRANSPORT = 5
+
+
+class CliError(click.ClickException):
+    """A failure reported as ``Error: <one line>`` with a chosen exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(one_line(message))
+        self.exit_code = exit_code
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines too) made one space."""
+    return " ".join(str(text).split())
+
+
+def exit_code_for(error: BaseException) -> int:
+    """3 for credentials refused, 5 for no answer, 4 for any other API failure."""
+    if isinstance(error, (AuthenticationError, PermissionDeniedError)):
+        return EXIT_AUTH
+    if isinstance(error, TransportError):
+        return EXIT_TRANSPORT
+    return EXIT_API
+
+
+def describe_error(error: BaseException) -> str:
+    """The one-line message of an SDK error, with the servers of a partial failure."""
+    message = one_line(str(error)) or type(error).__name__
+    if isinstance(error, ServerError) and error.servers:
+        message = f"{message} (servers not answering: {', '.join(error.servers)})"
+    return message
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    # A task group wraps a lone failure in an exception group.
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+def run_async(function: Callable[[], Awaitable[T]]) -> T:
+    """Run a command's async body; SDK errors become :class:`CliError`."""
+    try:
+        return anyio.run(function)
+    except BaseException as raised:
+        error = _unwrap(raised)
+        if isinstance(error, click.ClickException | click.exceptions.Exit | click.Abort):
+            raise error from None
+        if isinstance(error, MemcachierError):
+            raise CliError(describe_error(error), exit_code_for(error)) from None
+        if isinstance(error, ConfigError):
+            raise CliError(str(error), EXIT_USAGE) from None
+        raise
+
+
+def emit_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    click.echo(json.dumps(value, indent=2))
+
+
+# --- which caches --------------------------------------------------------------
+
+
+class ConfigError(ValueError):
+    """A credentials file or option that cannot be used (exit code 2)."""
+
+
+@attrs.frozen
+class CacheTarget:
+    """One cache to talk to: a name for output, and a credential with the API capability."""
+
+    name: str
+    username: str
+    password: str = attrs.field(repr=False)
+    cache_id: int | None = None
+    base_url: str = DEFAULT_BASE_URL
+
+
+_CACHE_KEYS = frozenset({"name", "username", "password", "password_env", "cache_id", "base_url"})
+
+
+def _text(where: str, entry: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+    value = entry.get(key)
+    if value is None:
+        if required:
+            raise ConfigError(f"{where}: missing {key!r}")
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: {key!r} must be a non-empty string")
+    return value
+
+
+def _target(where: str, entry: Any, default_url: str) -> CacheTarget:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a table")
+    unknown = sorted(set(entry) - _CACHE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    name = _text(where, entry, "name")
+    username = _text(where, entry, "username")
+    password = _text(where, entry, "password", required=False)
+    variable = _text(where, entry, "password_env", required=False)
+    if (password is None) == (variable is None):
+        raise ConfigError(f"{where}: give exactly one of 'password' and 'password_env'")
+    if variable is not None:
+        password = os.environ.get(variable)
+        if not password:
+            raise ConfigError(f"{where}: environment variable {variable} is not set")
+    cache_id = entry.get("cache_id")
+    if cache_id is not None and (type(cache_id) is not int or cache_id < 0):
+        raise ConfigError(f"{where}: 'cache_id' must be a non-negative integer")
+    base_url = _text(where, entry, "base_url", required=False) or default_url
+    # _text() raised for a missing required value.
+    assert name is not None
+    assert username is not None
+    assert password is not None
+    return CacheTarget(name, username, password, cache_id, base_url)
+
+
+def load_config(path: Path) -> list[CacheTarget]:
+    """The caches of a TOML credentials file.
+
+    ::
+
+        base_url = "https://analytics.memcachier.com/api/v1"  # optional
+
+        [[cache]]
+        name = "web"
+        username = "4A1B2C"
+        password_env = "WEB_CACHE_PASSWORD"   # or: password = "..."
+        cache_id = 1561                        # optional: skips the login call
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    unknown = sorted(set(data) - {"base_url", "cache"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    default_url = data.get("base_url", DEFAULT_BASE_URL)
+    if not isinstance(default_url, str):
+        raise ConfigError(f"{path}: 'base_url' must be a string")
+    entries = data.get("cache")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: no caches; add [[cache]] tables with name, username, password")
+    targets = [
+        _target(f"{path}: cache #{number}", entry, default_url)
+        for number, entry in enumerate(entries, start=1)
+    ]
+    seen: set[str] = set()
+    for target in targets:
+        if target.name in seen:
+            raise ConfigError(f"{path}: two caches are named {target.name!r}")
+        seen.add(target.name)
+    return targets
+
+
+@attrs.frozen
+class Selection:
+    """What the target options of a command said, before anything is opened."""
+
+    config: Path | None = None
+    caches: tuple[str, ...] = ()
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    base_url: str | None = None
+    cache_id: int | None = None
+    emulator: bool = False
+    username_from_flag: bool = False
+
+    def targets(self) -> list[CacheTarget]:
+        """The caches selected (not for ``--emulator``); raises :class:`ConfigError`."""
+        if self.config is not None:
+            if self.username_from_flag:
+                raise ConfigError("--username and --config exclude each other")
+            targets = load_config(self.config)
+            if self.base_url is not None:
+                targets = [attrs.evolve(t, base_url=self.base_url) for t in targets]
+            return _pick(targets, self.caches, str(self.config))
+        if not self.username or not self.password:
+            raise ConfigError(
+                "no credentials: pass --username and --password, set MEMCACHIER_USERNAME "
+                "and MEMCACHIER_PASSWORD, or use --config FILE (or --emulator to try it out)"
+            )
+        target = CacheTarget(
+            name=self.caches[0] if len(self.caches) == 1 else self.username,
+            username=self.username,
+            password=self.password,
+            cache_id=self.cache_id,
+            base_url=self.base_url or DEFAULT_BASE_URL,
+        )
+        return [target]
+
+
+def _pick(targets: list[CacheTarget], names: Sequence[str], source: str) -> list[CacheTarget]:
+    if not names:
+        return targets
+    by_name = {t.name: t for t in targets}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ConfigError(
+            f"{source} has no cache named {', '.join(map(repr, missing))}; "
+            f"it has {', '.join(by_name)}"
+        )
+    return [by_name[n] for n in dict.fromkeys(names)]
+
+
+_TARGET_OPTIONS = (
+    click.option(
+        "--config",
+        "-c",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="MEMCACHIER_CONFIG",
+        help="TOML file listing caches ([[cache]] name, username, password). "
+        "Env: MEMCACHIER_CONFIG.",
+    ),
+    click.option(
+        "--cache",
+        "caches",
+        multiple=True,
+        metavar="NAME",
+        help="Only this cache of --config (repeatable).",
+    ),
+    click.option(
+        "--username", "-u", envvar="MEMCACHIER_USERNAME", help="Env: MEMCACHIER_USERNAME."
+    ),
+    click.option(
+        "--password",
+        "-p",
+        envvar="MEMCACHIER_PASSWORD",
+        help="Env: MEMCACHIER_PASSWORD (prefer it: flags show in the process list).",
+    ),
+    click.option(
+        "--base-url",
+        envvar="MEMCACHIER_BASE_URL",
+        metavar="URL",
+        help=f"API root (default {DEFAULT_BASE_URL}). Env: MEMCACHIER_BASE_URL.",
+    ),
+    click.option(
+        "--cache-id", type=click.IntRange(min=0), help="Skip the login call: the cache id."
+    ),
+    click.option(
+        "--emulator",
+        is_flag=True,
+        help="Use an in-process emulator with simulated traffic (no account needed).",
+    ),
+)
+
+
+def target_options(function: Callable[..., T]) -> Callable[..., T]:
+    """Add the options choosing caches; the command receives ``selection``."""
+
+    @functools.wraps(function)
+    def wrapper(
+        *args: Any,
+        config: Path | None,
+        caches: tuple[str, ...],
+        username: str | None,
+        password: str | None,
+        base_url: str | None,
+        cache_id: int | None,
+        emulator: bool,
+        **kwargs: Any,
+    ) -> T:
+        source = click.get_current_context().get_parameter_source("username")
+        kwargs["selection"] = Selection(
+            config=config,
+            caches=caches,
+            username=username,
+            password=password,
+            base_url=base_url,
+            cache_id=cache_id,
+            emulator=emulator,
+            username_from_flag=source is click.core.ParameterSource.COMMANDLINE,
+        )
+        return function(*args, **kwargs)
+
+    for option in reversed(_TARGET_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+@attrs.frozen
+class NamedClient:
+    """A client of one cache, with the name the output uses for it."""
+
+    name: str
+    api: AsyncAnalytics
+
+
+def _shared_http_client() -> httpx.AsyncClient:
+    # One pool for every cache of a command: many caches, one set of sockets.
+    transport = RetryTransport(httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS))
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=DEFAULT_TIMEOUT,
+        limits=DEFAULT_LIMITS,
+        follow_redirects=False,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_clients(
+    selection: Selection, *, multi: bool = False
+) -> AsyncIterator[list[NamedClient]]:
+    """Clients of the selected caches, closed on exit.
+
+    Without ``multi`` the command works on one cache: a usage error when
+    several are selected. With ``--emulator``, an emulator runs in this
+    process (with simulated traffic) for as long as the clients are open.
+    """
+    if selection.emulator:
+        from ._cli_emulator import emulated_clients
+
+        async with emulated_clients(selection.caches, multi=multi) as clients:
+            yield clients
+        return
+    targets = selection.targets()
+    if not multi and len(targets) > 1:
+        names = ", ".join(t.name for t in targets)
+        raise ConfigError(
+            f"this command works on one cache; choose one with --cache NAME ({names})"
+        )
+    http = _shared_http_client()
+    async with http:
+        try:
+            clients = [
+                NamedClient(
+                    t.name,
+                    AsyncAnalytics(
+                        t.username,
+                        t.password,
+                        cache_id=t.cache_id,
+                        base_url=t.base_url,
+                        http_client=http,
+                    ),
+                )
+                for t in targets
+            ]
+        except ValueError as exc:  # a refused base URL, ...
+            raise ConfigError(str(exc)) from exc
+        yield clients

@@ -1,0 +1,81 @@
+"""``--emulator``: any command against caches emulated in this process.
+
+Two caches with simulated traffic and an hour of history, so every
+command has something to show without an account. The servers are small
+and of unequal sizes, so memory fills unevenly and evictions happen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+from ._cli_common import ConfigError, NamedClient
+from ._client import AsyncAnalytics
+from ._emulator._core import Emulator
+from ._emulator._sources import SimulatedServer
+
+__all__ = ["DEMO_CACHES", "build_emulator", "emulated_clients"]
+
+_KIB = 1024
+#: name → memory limit of each server, in KiB.
+DEMO_CACHES: dict[str, tuple[int, ...]] = {
+    "web": (2048, 3072, 6144),
+    "sessions": (1536, 2048),
+}
+# Operations per second of background traffic, per cache.
+_TRAFFIC = 1000.0
+# History: one sample a minute over the last hour.
+_HISTORY_SAMPLES = 60
+_OPS_PER_SAMPLE = 300
+
+
+def build_emulator(*, traffic: float = _TRAFFIC) -> Emulator:
+    """The emulator ``--emulator`` uses: :data:`DEMO_CACHES`, with history filled."""
+    emulator = Emulator(servers=None, traffic=traffic, history_interval=60.0, seed=7)
+    for name, limits in DEMO_CACHES.items():
+        servers = [
+            SimulatedServer(f"mc{number}.{name}.memcachier.test:11211", limit_maxbytes=limit * _KIB)
+            for number, limit in enumerate(limits, start=1)
+        ]
+        emulator.add_cache(servers).add_credential(primary=True)
+    emulator.backfill(_HISTORY_SAMPLES, ops_per_sample=_OPS_PER_SAMPLE)
+    return emulator
+
+
+def _select(names: Sequence[str], *, multi: bool) -> list[str]:
+    known = list(DEMO_CACHES)
+    unknown = [n for n in names if n not in DEMO_CACHES]
+    if unknown:
+        raise ConfigError(
+            f"the emulator has no cache named {', '.join(map(repr, unknown))}; "
+            f"it has {', '.join(known)}"
+        )
+    if names:
+        return list(dict.fromkeys(names))
+    return known if multi else known[:1]
+
+
+@contextlib.asynccontextmanager
+async def emulated_clients(
+    names: Sequence[str], *, multi: bool
+) -> AsyncIterator[list[NamedClient]]:
+    """Clients of the emulated caches (the first only, unless ``multi``), in process."""
+    selected = _select(names, multi=multi)
+    emulator = build_emulator()
+    by_name = dict(zip(DEMO_CACHES, emulator.caches, strict=True))
+    async with emulator:
+        transport = emulator.transport()
+        clients = []
+        for name in selected:
+            credential = by_name[name].primary
+            assert credential is not None
+            api = AsyncAnalytics(
+                credential.sasl_username, credential.sasl_password, transport=transport
+            )
+            clients.append(NamedClient(name, api))
+        try:
+            yield clients
+        finally:
+            for client in clients:
+                await client.api.aclose()

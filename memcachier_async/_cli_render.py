@@ -1,0 +1,378 @@
+"""How the commands show things: rich tables for people, plain dicts for ``--json``.
+
+Pure functions from models to renderables or JSON-ready values; no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+from rich.table import Table
+from rich.text import Text
+
+from ._insight import Insight, MemoryUsage, ProcessedStats, ServerMemory
+from ._models import Capabilities, Credential, NewCredential, ServerStats, Stats
+
+__all__ = [
+    "capabilities_json",
+    "credential_json",
+    "credentials_table",
+    "fmt_bytes",
+    "fmt_percent",
+    "fmt_rate",
+    "history_table",
+    "rates_table",
+    "sparkline",
+    "stats_json",
+    "stats_table",
+]
+
+# Usage above these is shown in yellow, then red.
+_WARN_USAGE = 0.80
+_ALERT_USAGE = 0.95
+_DASH = "–"
+
+# --- numbers -------------------------------------------------------------------
+
+
+def fmt_bytes(value: float | None) -> str:
+    """``1.5 MiB``; binary units, as memcached's limits are set."""
+    if value is None:
+        return _DASH
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def fmt_percent(value: float | None) -> str:
+    return _DASH if value is None else f"{value * 100:.1f}%"
+
+
+def fmt_rate(value: float | None) -> str:
+    return _DASH if value is None else f"{value:,.1f}/s"
+
+
+def _usage_style(usage: float | None) -> str:
+    if usage is None:
+        return ""
+    if usage >= _ALERT_USAGE:
+        return "bold red"
+    if usage >= _WARN_USAGE:
+        return "yellow"
+    return ""
+
+
+def _ratio(hits: int, misses: int) -> float | None:
+    return hits / (hits + misses) if hits + misses else None
+
+
+# --- JSON ------------------------------------------------------------------------
+
+
+def _when(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def server_stats_json(stats: ServerStats) -> dict[str, int]:
+    """The stats as the API sends them: ``time`` in Unix seconds, unknown fields kept."""
+    fields = {a.name: getattr(stats, a.name) for a in attrs.fields(ServerStats)}
+    fields.pop("extra")
+    fields["time"] = int(stats.time.timestamp())
+    return {**fields, **stats.extra}
+
+
+def _memory_json(memory: MemoryUsage) -> dict[str, Any]:
+    return attrs.asdict(memory)
+
+
+def insight_json(change: Insight) -> dict[str, Any]:
+    return {
+        "start": _when(change.start),
+        "end": _when(change.end),
+        "seconds": change.seconds,
+        "total": attrs.asdict(change.total),
+        "servers": {name: attrs.asdict(p) for name, p in change.servers.items()},
+        "new_servers": list(change.new_servers),
+        "vanished_servers": list(change.vanished_servers),
+        "resets": {name: list(fields) for name, fields in change.resets.items()},
+    }
+
+
+def stats_json(
+    cache: str, cache_id: int | None, stats: Stats, change: Insight | None
+) -> dict[str, Any]:
+    """``stats --json``: every server, the total, memory, and the rates when measured."""
+    return {
+        "cache": cache,
+        "cache_id": cache_id,
+        "servers": {name: server_stats_json(s) for name, s in stats.items()},
+        "total": server_stats_json(stats.total()) if len(stats) else None,
+        "memory": _memory_json(stats.memory()),
+        "rates": insight_json(change) if change is not None else None,
+    }
+
+
+def credential_json(credential: Credential) -> dict[str, Any]:
+    """A credential; a new one carries its password (shown this once)."""
+    value = {a.name: getattr(credential, a.name) for a in attrs.fields(Credential)}
+    if isinstance(credential, NewCredential):
+        value["sasl_password"] = credential.sasl_password
+    return value
+
+
+def capabilities_json(capabilities: Capabilities) -> dict[str, bool]:
+    return attrs.asdict(capabilities)
+
+
+# --- stats -----------------------------------------------------------------------
+
+
+def _memory_cells(used: int, limit: int, usage: float | None) -> list[Text]:
+    style = _usage_style(usage)
+    return [
+        Text(f"{fmt_bytes(used)} / {fmt_bytes(limit)}", style=style),
+        Text(fmt_percent(usage), style=style),
+    ]
+
+
+def _stats_row(stats: ServerStats, usage: float | None) -> list[Text | str]:
+    return [
+        f"{stats.curr_items:,}",
+        *_memory_cells(stats.bytes, stats.limit_maxbytes, usage),
+        f"{stats.get_hits:,}",
+        f"{stats.get_misses:,}",
+        fmt_percent(_ratio(stats.get_hits, stats.get_misses)),
+        f"{stats.cmd_set:,}",
+        f"{stats.evictions:,}",
+        f"{stats.curr_connections:,}",
+    ]
+
+
+def _title(cache: str, cache_id: int | None, count: int) -> str:
+    ident = f" (id {cache_id})" if cache_id is not None else ""
+    return f"Cache {cache}{ident}: {count} server{'s' if count != 1 else ''}"
+
+
+def stats_table(cache: str, cache_id: int | None, stats: Stats) -> Table:
+    """One row per server and the total; the fullest server marked."""
+    table = Table(title=_title(cache, cache_id, len(stats)), title_justify="left")
+    table.add_column("Server", no_wrap=True)
+    for header in (
+        "Items",
+        "Memory",
+        "Used",
+        "Get hits",
+        "Get misses",
+        "Hit ratio*",
+        "Sets",
+        "Evictions",
+        "Conns",
+    ):
+        table.add_column(header, justify="right")
+    memory = stats.memory()
+    fullest = memory.fullest.server if memory.fullest is not None and len(stats) > 1 else None
+    for name, server in stats.items():
+        usage = server.bytes / server.limit_maxbytes if server.limit_maxbytes else None
+        label = Text(name)
+        if name == fullest:
+            label.append(" ▲ fullest", style="bold yellow")
+        table.add_row(label, *_stats_row(server, usage))
+    if len(stats):
+        table.add_section()
+        table.add_row(Text("Total", style="bold"), *_stats_row(stats.total(), memory.usage))
+    table.caption = _memory_caption(memory) + "  *since each server started"
+    table.caption_justify = "left"
+    return table
+
+
+def _memory_caption(memory: MemoryUsage) -> str:
+    full: ServerMemory | None = memory.fullest
+    if full is None:
+        return "No servers."
+    return (
+        f"Memory: {fmt_percent(memory.usage)} of {fmt_bytes(memory.limit)} overall; "
+        f"fullest server {full.server} at {fmt_percent(full.usage)}."
+    )
+
+
+_RATE_COLUMNS: tuple[tuple[str, Callable[[ProcessedStats], str]], ...] = (
+    ("Requests", lambda p: fmt_rate(p.request_rate)),
+    ("Gets", lambda p: fmt_rate(p.get_rate)),
+    ("Sets", lambda p: fmt_rate(p.set_rate)),
+    ("Hit rate", lambda p: fmt_percent(p.hit_rate)),
+    ("Get hit rate", lambda p: fmt_percent(p.get_hit_rate)),
+    ("Evictions", lambda p: fmt_rate(p.eviction_rate)),
+    ("In", lambda p: _byte_rate(p.bytes_read_rate)),
+    ("Out", lambda p: _byte_rate(p.bytes_write_rate)),
+)
+
+
+def _byte_rate(value: float | None) -> str:
+    return _DASH if value is None else f"{fmt_bytes(value)}/s"
+
+
+def rates_table(change: Insight) -> Table:
+    """Rates and hit rates over the interval, per server and for the cache."""
+    seconds = change.seconds
+    over = f"over {seconds:.0f} s" if seconds is not None else "(no interval yet)"
+    table = Table(title=f"Rates {over}", title_justify="left")
+    table.add_column("Server", no_wrap=True)
+    for header, _ in _RATE_COLUMNS:
+        table.add_column(header, justify="right")
+    for name, processed in change.servers.items():
+        table.add_row(name, *(cell(processed) for _, cell in _RATE_COLUMNS))
+    table.add_section()
+    table.add_row(Text("Total", style="bold"), *(cell(change.total) for _, cell in _RATE_COLUMNS))
+    notes = []
+    if change.new_servers or change.stalled_servers:
+        notes.append(
+            "no interval yet for " + ", ".join((*change.new_servers, *change.stalled_servers))
+        )
+    if change.resets:
+        notes.append("counters reset on " + ", ".join(change.resets))
+    if notes:
+        table.caption = "; ".join(notes) + "."
+        table.caption_justify = "left"
+    return table
+
+
+# --- history ---------------------------------------------------------------------
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def _buckets(values: Sequence[float | None], width: int) -> list[float | None]:
+    """``values`` squeezed into at most ``width`` points (means of runs)."""
+    if len(values) <= width:
+        return list(values)
+    out: list[float | None] = []
+    for i in range(width):
+        part = [
+            v
+            for v in values[i * len(values) // width : (i + 1) * len(values) // width]
+            if v is not None
+        ]
+        out.append(sum(part) / len(part) if part else None)
+    return out
+
+
+def sparkline(values: Sequence[float | None], width: int = 60) -> str:
+    """A one-line chart of ``values`` with block characters; a gap where a value is ``None``."""
+    points = _buckets(values, max(1, width))
+    known = [v for v in points if v is not None and math.isfinite(v)]
+    if not known:
+        return " " * len(points)
+    low, high = min(known), max(known)
+    span = high - low
+    chars = []
+    for value in points:
+        if value is None or not math.isfinite(value):
+            chars.append(" ")
+        elif span == 0:
+            chars.append(_BARS[len(_BARS) // 2 - 1])
+        else:
+            chars.append(_BARS[round((value - low) / span * (len(_BARS) - 1))])
+    return "".join(chars)
+
+
+#: (label, how to read the point, how to show a value) for each history metric.
+HISTORY_METRICS: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
+    ("Hit rate", "hit_rate", fmt_percent),
+    ("Requests/s", "request_rate", fmt_rate),
+    ("Memory", "bytes", fmt_bytes),
+    ("Evictions/s", "eviction_rate", fmt_rate),
+)
+
+
+def history_table(cache: str, series: Sequence[Insight], width: int) -> Table:
+    """A sparkline per metric over the history window, with its min, max and latest."""
+    start = series[0].start if series else None
+    end = series[-1].end if series else None
+    span = ""
+    if start is not None and end is not None:
+        span = f" from {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC"
+    table = Table(title=f"Cache {cache}: {len(series)} intervals{span}", title_justify="left")
+    table.add_column("Metric", no_wrap=True)
+    table.add_column("History", no_wrap=True, style="cyan")
+    for header in ("Min", "Max", "Latest"):
+        table.add_column(header, justify="right")
+    for label, field, show in HISTORY_METRICS:
+        values = [getattr(point.total, field) for point in series]
+        known = [v for v in values if v is not None]
+        table.add_row(
+            label,
+            sparkline(values, width),
+            show(min(known) if known else None),
+            show(max(known) if known else None),
+            # The latest known value: the newest interval may have none yet.
+            show(known[-1] if known else None),
+        )
+    return table
+
+
+def history_json(cache: str, series: Sequence[Insight]) -> dict[str, Any]:
+    """``history --json``: one point per interval with every processed metric of the cache."""
+    return {
+        "cache": cache,
+        "points": [
+            {
+                "start": _when(point.start),
+                "end": _when(point.end),
+                "seconds": point.seconds,
+                **attrs.asdict(point.total),
+            }
+            for point in series
+        ],
+    }
+
+
+# --- credentials -----------------------------------------------------------------
+
+
+def _yes(value: bool) -> Text:
+    return Text("yes", style="green") if value else Text("no", style="dim")
+
+
+def credentials_table(credentials: Sequence[Credential]) -> Table:
+    table = Table(title=f"{len(credentials)} credentials", title_justify="left")
+    for header in ("Username", "Id", "Primary", "Write", "Flush", "API"):
+        table.add_column(header)
+    for c in credentials:
+        table.add_row(
+            Text(c.sasl_username, style="bold" if c.primary else ""),
+            _DASH if c.id is None else str(c.id),
+            _yes(c.primary),
+            _yes(c.write_capability),
+            _yes(c.flush_capability),
+            _yes(c.api_capability),
+        )
+    return table
+
+
+def capabilities_table(username: str, capabilities: Capabilities) -> Table:
+    table = Table(title=f"Capabilities of {username}", title_justify="left")
+    for header in ("Write", "Flush", "API"):
+        table.add_column(header)
+    table.add_row(
+        _yes(capabilities.write_capability),
+        _yes(capabilities.flush_capability),
+        _yes(capabilities.api_capability),
+    )
+    return table
+
+
+def mapping_rows(values: Mapping[str, Any]) -> Table:
+    """A two-column table of names and values."""
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in values.items():
+        table.add_row(name, value if isinstance(value, Text) else str(value))
+    return table

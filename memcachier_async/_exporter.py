@@ -1,0 +1,371 @@
+"""A Prometheus exporter for many MemCachier caches.
+
+The poller (an async task) writes the latest result of each cache into an
+:class:`ExporterState`; a :class:`StatsCollector` turns that state into
+metric families whenever Prometheus scrapes ``/metrics`` (in
+prometheus-client's HTTP server thread). Nothing is computed on the
+scrape path but the mapping below, and a scrape never waits for the API.
+
+Metric names follow the memcached_exporter, so dashboards made for it
+work per server (labels ``cache`` and ``server``). The exporter's own
+health is under ``memcachier_``. Counters are exported as the servers
+report them: a restarted server's counter drops, which Prometheus'
+``rate()`` reads as a reset, never as a negative rate. Nothing is summed
+across servers here (a vanished server would make a sum drop, which would
+look like a reset); sum in PromQL instead.
+
+Needs the ``prometheus`` extra (prometheus-client).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+import anyio
+import attrs
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ._cli_poll import PollResult, poll_round
+from ._client import AsyncAnalytics
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    DecodeError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
+from ._models import ServerStats, Stats
+
+__all__ = [
+    "CacheSample",
+    "Exporter",
+    "ExporterState",
+    "StateView",
+    "StatsCollector",
+    "error_kind",
+]
+
+_SERVER_LABELS = ("cache", "server")
+
+# memcached_commands_total{command, status}: (command, status) → the fields
+# summed. Sets are special-cased below (memcached counts CAS in cmd_set).
+_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    *(
+        (op, status, f"{op}_{field}")
+        for op in ("get", "delete", "incr", "decr", "cas", "touch")
+        for status, field in (("hit", "hits"), ("miss", "misses"))
+    ),
+    ("cas", "badval", "cas_badval"),
+    ("flush", "hit", "cmd_flush"),
+)
+
+# (metric name, help, field) for the one-field families, as memcached_exporter names them.
+_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("memcached_current_bytes", "Current number of bytes used to store items.", "bytes"),
+    ("memcached_limit_bytes", "Number of bytes this server is allowed to use.", "limit_maxbytes"),
+    ("memcached_current_items", "Current number of items stored.", "curr_items"),
+    ("memcached_current_connections", "Current number of open connections.", "curr_connections"),
+)
+_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("memcached_items", "Items stored since the server started.", "total_items"),
+    ("memcached_items_evicted", "Valid items removed to free memory.", "evictions"),
+    ("memcached_connections", "Connections opened since the server started.", "total_connections"),
+    ("memcached_read_bytes", "Bytes read by this server from the network.", "bytes_read"),
+    ("memcached_written_bytes", "Bytes sent by this server to the network.", "bytes_written"),
+    # Not in memcached_exporter's set, so under our own prefix.
+    ("memcachier_items_expired", "Items that expired (MemCachier's expired).", "expired"),
+    ("memcachier_auth_commands", "SASL authentication commands.", "auth_cmds"),
+    ("memcachier_auth_errors", "Failed SASL authentications.", "auth_errors"),
+)
+
+
+def error_kind(error: BaseException) -> str:
+    """A short label for what went wrong in a poll (``memcachier_poll_errors_total{kind}``)."""
+    kinds: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+        ((AuthenticationError, PermissionDeniedError), "auth"),
+        (NotFoundError, "not_found"),
+        (RateLimitError, "rate_limit"),
+        (ServerError, "server"),
+        (APIError, "api"),
+        (TransportError, "transport"),
+        (DecodeError, "decode"),
+        (TimeoutError, "timeout"),
+    )
+    for classes, kind in kinds:
+        if isinstance(error, classes):
+            return kind
+    return "other"
+
+
+@attrs.frozen
+class CacheSample:
+    """A cache after its latest poll: its stats, or what failed.
+
+    ``stats`` is ``None`` when the latest poll failed: the exporter then
+    serves ``memcachier_up 0`` and no server metrics for the cache, rather
+    than stale values. ``unavailable`` names the servers the API said did
+    not answer (``500 Server error: host:port``).
+    """
+
+    stats: Stats | None
+    duration: float
+    finished: float
+    error: str | None = None
+    unavailable: tuple[str, ...] = ()
+
+    @property
+    def up(self) -> bool:
+        return self.stats is not None
+
+
+class ExporterState:
+    """The latest sample of each cache, plus poll and error counts.
+
+    Written by the poller, read by scrapes in another thread; each update
+    replaces whole values under a lock, so a scrape sees every cache
+    either before or after a poll, never half-way.
+    """
+
+    def __init__(self, caches: Iterable[str]) -> None:
+        self._caches = tuple(caches)
+        self._lock = threading.Lock()
+        self._samples: dict[str, CacheSample] = {}
+        self._last_success: dict[str, float] = {}
+        self._polls: Counter[str] = Counter()
+        self._errors: Counter[tuple[str, str]] = Counter()
+
+    @property
+    def caches(self) -> tuple[str, ...]:
+        return self._caches
+
+    def record_success(self, cache: str, stats: Stats, duration: float) -> None:
+        now = time.time()
+        with self._lock:
+            self._samples[cache] = CacheSample(stats=stats, duration=duration, finished=now)
+            self._last_success[cache] = now
+            self._polls[cache] += 1
+
+    def record_failure(self, cache: str, error: BaseException, duration: float) -> None:
+        unavailable = error.servers if isinstance(error, ServerError) else ()
+        kind = error_kind(error)
+        with self._lock:
+            self._samples[cache] = CacheSample(
+                stats=None,
+                duration=duration,
+                finished=time.time(),
+                error=kind,
+                unavailable=unavailable,
+            )
+            self._polls[cache] += 1
+            self._errors[(cache, kind)] += 1
+
+    def sample(self, cache: str) -> CacheSample | None:
+        with self._lock:
+            return self._samples.get(cache)
+
+    def view(self) -> StateView:
+        """A consistent copy of everything, for one scrape."""
+        with self._lock:
+            return StateView(
+                caches=self._caches,
+                samples=dict(self._samples),
+                last_success=dict(self._last_success),
+                polls=dict(self._polls),
+                errors=dict(self._errors),
+            )
+
+
+@attrs.frozen
+class StateView:
+    """What a scrape reads: one consistent copy of an :class:`ExporterState`."""
+
+    caches: tuple[str, ...]
+    samples: Mapping[str, CacheSample]
+    last_success: Mapping[str, float]
+    polls: Mapping[str, int]
+    errors: Mapping[tuple[str, str], int]
+
+
+def _sets(stats: ServerStats) -> int:
+    # memcached counts CAS commands in cmd_set too; memcached_exporter's
+    # set/hit is the plain sets. Never below zero, whatever a server sends.
+    return max(0, stats.cmd_set - stats.cas_hits - stats.cas_misses - stats.cas_badval)
+
+
+def _server_families(samples: Mapping[str, CacheSample]) -> Iterator[Metric]:
+    up = [(cache, sample.stats) for cache, sample in samples.items() if sample.stats is not None]
+    commands = CounterMetricFamily(
+        "memcached_commands",
+        "Requests by command (get, set, ...) and status (hit, miss, badval).",
+        labels=(*_SERVER_LABELS, "command", "status"),
+    )
+    gauges = {
+        name: GaugeMetricFamily(name, text, labels=_SERVER_LABELS) for name, text, _ in _GAUGES
+    }
+    counters = {
+        name: CounterMetricFamily(name, text, labels=_SERVER_LABELS) for name, text, _ in _COUNTERS
+    }
+    clock = GaugeMetricFamily(
+        "memcached_time_seconds", "The server's clock, in Unix seconds.", labels=_SERVER_LABELS
+    )
+    for cache, stats in up:
+        for server, s in stats.items():
+            labels = [cache, server]
+            for command, status, field in _COMMANDS:
+                commands.add_metric([*labels, command, status], getattr(s, field))
+            commands.add_metric([*labels, "set", "hit"], _sets(s))
+            for name, _, field in _GAUGES:
+                gauges[name].add_metric(labels, getattr(s, field))
+            for name, _, field in _COUNTERS:
+                counters[name].add_metric(labels, getattr(s, field))
+            clock.add_metric(labels, s.time.timestamp())
+    yield commands
+    yield from gauges.values()
+    yield from counters.values()
+    yield clock
+
+
+def _cache_families(view: StateView) -> Iterator[Metric]:
+    up = GaugeMetricFamily(
+        "memcachier_up", "1 if the latest poll of the cache's stats succeeded.", labels=["cache"]
+    )
+    duration = GaugeMetricFamily(
+        "memcachier_last_poll_duration_seconds",
+        "How long the latest poll of the cache took.",
+        labels=["cache"],
+    )
+    success = GaugeMetricFamily(
+        "memcachier_last_success_timestamp_seconds",
+        "When the cache's stats were last read successfully (Unix seconds).",
+        labels=["cache"],
+    )
+    servers = GaugeMetricFamily(
+        "memcachier_servers", "Servers in the cache's latest stats.", labels=["cache"]
+    )
+    unavailable = GaugeMetricFamily(
+        "memcachier_server_unavailable",
+        "1 for each server the API reported as not answering in the latest poll.",
+        labels=list(_SERVER_LABELS),
+    )
+    poll_count = CounterMetricFamily(
+        "memcachier_polls", "Polls of the cache's stats.", labels=["cache"]
+    )
+    error_count = CounterMetricFamily(
+        "memcachier_poll_errors",
+        "Failed polls, by kind (auth, server, transport, timeout, ...).",
+        labels=["cache", "kind"],
+    )
+    for cache in view.caches:
+        sample = view.samples.get(cache)
+        # A cache not polled yet is down until it answers.
+        up.add_metric([cache], 1 if sample is not None and sample.up else 0)
+        poll_count.add_metric([cache], view.polls.get(cache, 0))
+        if sample is None:
+            continue
+        duration.add_metric([cache], sample.duration)
+        if sample.stats is not None:
+            servers.add_metric([cache], len(sample.stats))
+        for server in sample.unavailable:
+            unavailable.add_metric([cache, server], 1)
+        if cache in view.last_success:
+            success.add_metric([cache], view.last_success[cache])
+    for (cache, kind), count in sorted(view.errors.items()):
+        error_count.add_metric([cache, kind], count)
+    yield from (up, duration, success, servers, unavailable, poll_count, error_count)
+
+
+class StatsCollector(Collector):
+    """Metric families from an :class:`ExporterState`, built at each scrape."""
+
+    def __init__(self, state: ExporterState) -> None:
+        self._state = state
+
+    def collect(self) -> Iterable[Metric]:
+        view = self._state.view()
+        yield from _cache_families(view)
+        yield from _server_families(view.samples)
+
+
+# --- polling and serving ---------------------------------------------------------
+
+
+class Exporter:
+    """Polls caches on a fixed cadence and serves their metrics.
+
+    ::
+
+        exporter = Exporter([("web", api)], interval=30)
+        with exporter.serve("127.0.0.1", 9151) as url:
+            await exporter.run()
+
+    ``timeout`` bounds each cache's stats call (default: the interval), so
+    a round never outlasts the interval and polls never pile up.
+    """
+
+    def __init__(
+        self,
+        clients: Sequence[tuple[str, AsyncAnalytics]],
+        *,
+        interval: float = 30.0,
+        timeout: float | None = None,
+        concurrency: int = 50,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self._clients = list(clients)
+        self.interval = interval
+        self.timeout = timeout if timeout is not None else interval
+        self.concurrency = concurrency
+        self.state = ExporterState(name for name, _ in self._clients)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(StatsCollector(self.state))
+        self.rounds = 0
+
+    def _record(self, result: PollResult) -> None:
+        if result.stats is not None:
+            self.state.record_success(result.name, result.stats, result.duration)
+        else:
+            assert result.error is not None
+            self.state.record_failure(result.name, result.error, result.duration)
+
+    async def poll(self) -> None:
+        """One round: every cache's stats, recorded as each arrives."""
+        await poll_round(
+            self._clients, self._record, timeout=self.timeout, concurrency=self.concurrency
+        )
+        self.rounds += 1
+
+    async def run(self, *, rounds: int | None = None) -> None:
+        """Poll every ``interval`` s on a fixed grid (no drift), ``rounds`` times or forever."""
+        started = time.monotonic()
+        done = 0
+        while rounds is None or done < rounds:
+            await self.poll()
+            done += 1
+            if rounds is not None and done >= rounds:
+                return
+            elapsed = time.monotonic() - started
+            await anyio.sleep((math.floor(elapsed / self.interval) + 1) * self.interval - elapsed)
+
+    @contextlib.contextmanager
+    def serve(self, host: str = "127.0.0.1", port: int = 9151) -> Iterator[str]:
+        """Serve ``/metrics`` over HTTP (in a thread) while the block runs; yields its URL."""
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            bound = server.server_address[1]
+            shown = f"[{host}]" if ":" in host else host
+            yield f"http://{shown}:{bound}/metrics"
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
