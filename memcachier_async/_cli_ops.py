@@ -152,7 +152,8 @@ def history(selection: Selection, as_json: bool) -> None:
             console.print(f"Cache {client.name}: not enough history yet (it needs two samples).")
             return
         # Leave room for the metric name and the three value columns.
-        console.print(r.history_table(client.name, series, width=max(10, min(console.width, 120) - 50)))
+        width = max(10, min(console.width, 120) - 50)
+        console.print(r.history_table(client.name, series, width=width))
 
     run_async(main)
 
