@@ -104,6 +104,7 @@ class Emulator:
         self._by_username: dict[str, EmulatedCredential] = {}
         self._next_credential_id = _FIRST_CREDENTIAL_ID
         self._ticker: _Ticker | None = None
+        self._last_sample: float | None = None  # clock time of the latest sample
         #: Calls received, by endpoint name (``"stats"``), faults included.
         self.calls: Counter[str] = Counter()
         self._store = Store(database) if database is not None else None
@@ -302,6 +303,7 @@ class Emulator:
         real memcached servers synchronously.
         """
         now = self._clock() if now is None else now
+        self._last_sample = max(self._last_sample or now, now)
         stamp = str(int(now * 1000))
         for cache in self.caches:
             if not cache.active:
@@ -656,7 +658,11 @@ class _Ticker(threading.Thread):
         interval = emulator.history_interval
         step = min(interval, 0.25)
         last = time.monotonic()
-        next_sample = last
+        # Continue the history's rhythm: a sample taken (or backfilled) less
+        # than an interval ago is not repeated at once.
+        previous = emulator._last_sample
+        since = interval if previous is None else emulator._clock() - previous
+        next_sample = last + min(interval, max(0.0, interval - since))
         owed = 0.0  # operations of traffic due but not yet sent
         while not self._halt.is_set():
             now = time.monotonic()

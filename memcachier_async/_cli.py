@@ -1,0 +1,334 @@
+"""The ``memcachier-analytics`` command.
+
+A click group: each command is a function attached to :func:`main` below
+(``demo``, ``emulator``, ...). A new command is one more function (or a
+module whose commands are attached here with ``main.add_command``); shared
+options and output helpers belong beside them, not in the commands.
+
+Needs the ``cli`` extra (click and rich); the ``emulator`` extra comes with it.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
+from datetime import datetime
+from typing import Any
+
+try:
+    import click
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+except ImportError:  # pragma: no cover - depends on the environment
+    # Run as the console script without the extra: say what to install.
+    sys.exit(
+        "memcachier-analytics needs the cli extra: python -m pip install 'memcachier-async[cli]'"
+    )
+
+import anyio
+
+from memcachier_async import (
+    AsyncAnalytics,
+    PermissionDeniedError,
+    Stats,
+    __version__,
+    history_series,
+)
+from memcachier_async.testing import Emulator, SimulatedServer
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="memcachier-analytics")
+def main() -> None:
+    """Read stats and history, flush and manage credentials of MemCachier caches.
+
+    Start with `memcachier-analytics demo`: it runs against a local
+    emulator, no account needed.
+    """
+
+
+# --- emulator -------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free port).")
+@click.option(
+    "--memcached",
+    metavar="HOST:PORT,...",
+    help="Real memcached servers to read stats from (default: simulated servers).",
+)
+@click.option(
+    "--servers",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Number of simulated servers, without --memcached.",
+)
+@click.option(
+    "--traffic",
+    default=200.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Simulated operations per second (simulated servers only).",
+)
+@click.option(
+    "--history-interval",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0.01),
+    help="Seconds between history samples.",
+)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    help="SQLite file that keeps caches and credentials across restarts.",
+)
+@click.option("--username", help="Username of the primary credential (default: generated).")
+@click.option("--password", help="Its password (default: generated).")
+def emulator(
+    host: str,
+    port: int,
+    memcached: str | None,
+    servers: int,
+    traffic: float,
+    history_interval: float,
+    db: str | None,
+    username: str | None,
+    password: str | None,
+) -> None:
+    """Run a local emulator of the Analytics API over HTTP until Ctrl-C.
+
+    It prints the base URL and the credentials of its caches.
+    """
+    sources: int | list[str] = servers
+    if memcached:
+        sources = [s.strip() for s in memcached.split(",") if s.strip()]
+    try:
+        emu = Emulator(
+            servers=sources,
+            username=username,
+            password=password,
+            traffic=traffic,
+            history_interval=history_interval,
+            database=db,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    console = Console(highlight=False)
+    try:
+        anyio.run(_serve_forever, emu, host, port, console)
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finally:
+        emu.close()
+
+
+async def _serve_forever(emu: Emulator, host: str, port: int, console: Console) -> None:
+    # SIGTERM (a service manager, `kill`) stops it as cleanly as Ctrl-C.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with emu.serve(host, port) as base_url:
+            _print_emulator(console, emu, base_url)
+            async for signum in signals:
+                console.print(f"{signal.Signals(signum).name}: stopping")
+                break
+
+
+def _print_emulator(console: Console, emu: Emulator, base_url: str) -> None:
+    console.print("[bold]MemCachier Analytics API emulator[/bold]")
+    console.print(f"base URL: {base_url}", soft_wrap=True)
+    for cache in emu.caches:
+        names = ", ".join(s.name for s in cache.servers)
+        console.print(f"cache {cache.cache_id} on {names}", soft_wrap=True)
+        for credential in cache.credentials:
+            role = "primary" if credential.primary else "credential"
+            console.print(
+                f"  {role}: username {credential.sasl_username} "
+                f"password {credential.sasl_password}",
+                soft_wrap=True,
+            )
+    primary = emu.credential
+    console.print(
+        f"try: curl -u {primary.sasl_username}:{primary.sasl_password} {base_url}/login",
+        soft_wrap=True,
+    )
+    console.print("Ctrl-C stops it.", style="dim")
+    # Scripts wait for the URL on a pipe: flush now, not at exit.
+    console.file.flush()
+
+
+# --- demo -----------------------------------------------------------------
+
+_MIB = 1024 * 1024
+
+
+@main.command()
+@click.option(
+    "--tcp", is_flag=True, help="Serve the emulator on loopback TCP instead of in process."
+)
+def demo(tcp: bool) -> None:
+    """Tour the SDK against an emulated cache: stats, history, credentials, flush."""
+    console = Console(highlight=False)
+    started = time.perf_counter()
+    anyio.run(_demo, console, tcp)
+    console.print(f"\n[bold green]Done[/bold green] in {time.perf_counter() - started:.1f} s.")
+
+
+def _demo_emulator() -> Emulator:
+    # Three small servers of unequal sizes: memory fills unevenly and
+    # evicts, as in a real cache under load.
+    servers = [
+        SimulatedServer(f"mc{i}.demo.test:11211", limit_maxbytes=size * _MIB)
+        for i, size in enumerate((2, 3, 4), start=1)
+    ]
+    emu = Emulator(servers=servers, traffic=1_000, history_interval=60, seed=42)
+    # Half an hour of history, one sample a minute, as the service keeps.
+    emu.backfill(30, ops_per_sample=3_000)
+    return emu
+
+
+async def _demo(console: Console, tcp: bool) -> None:
+    emu = _demo_emulator()
+    async with emu:
+        serving: AbstractAsyncContextManager[str | None] = emu.serve() if tcp else nullcontext(None)
+        async with serving as base_url:
+            where = f"over TCP at {base_url}" if base_url else "in process (no network)"
+            console.print(
+                f"[bold]memcachier-analytics demo[/bold]: an emulated cache on three "
+                f"simulated servers with live traffic, {where}.",
+                soft_wrap=True,
+            )
+            extra: dict[str, Any] = (
+                {"base_url": base_url} if base_url else {"transport": emu.transport()}
+            )
+            async with AsyncAnalytics(emu.username, emu.password, **extra) as api:
+                await _tour(console, api)
+
+
+async def _tour(console: Console, api: AsyncAnalytics) -> None:
+    _step(console, 1, "Log in", "GET /login")
+    console.print(f"cache id {await api.login()} (username {api.username})")
+
+    _step(console, 2, "Stats of every server", "GET /<id>/stats")
+    console.print(_stats_table(await api.stats()))
+
+    _step(console, 3, "History", "GET /<id>/history")
+    records = await api.history()
+    console.print(
+        f"{len(records)} records ({len({r.timestamp for r in records})} sampling times "
+        f"× {len({r.server for r in records})} servers); the last five intervals:"
+    )
+    console.print(_history_table(history_series(records)[-5:]))
+
+    _step(console, 4, "Credentials", "POST, PATCH, POST primary, DELETE")
+    await _credentials(console, api)
+
+    _step(console, 5, "Flush", "POST /<id>/flush")
+    before = await api.stats()
+    await api.flush()
+    after = await api.stats()
+    console.print(
+        "every server flushed: cmd_flush "
+        + ", ".join(f"{before[n].cmd_flush} → {after[n].cmd_flush}" for n in after)
+    )
+    console.print(
+        "(memcached flushes lazily: items and memory fall as keys are next touched)",
+        style="dim",
+    )
+
+
+async def _credentials(console: Console, api: AsyncAnalytics) -> None:
+    me = api.username
+    created = await api.create_credential()
+    console.print(f"created {created.sasl_username}; its password is returned only this once")
+    caps = await api.update_credential(created, flush_capability=False)
+    console.print(
+        f"updated {created.sasl_username}: flush={caps.flush_capability} "
+        f"write={caps.write_capability} api={caps.api_capability}"
+    )
+    promoted = await api.promote_credential(created)
+    console.print(f"promoted {promoted.sasl_username} to primary")
+    try:
+        await api.delete_credential(created)
+    except PermissionDeniedError:
+        console.print(f"deleting the primary is refused (403): promoting {me} back first")
+    await api.promote_credential(me)
+    await api.delete_credential(created)
+    listed = await api.list_credentials()
+    console.print(
+        f"deleted {created.sasl_username}; credentials now: "
+        + ", ".join(f"{c.sasl_username}{' (primary)' if c.primary else ''}" for c in listed)
+    )
+
+
+def _step(console: Console, number: int, title: str, call: str) -> None:
+    console.print(f"\n[bold cyan]{number}. {title}[/bold cyan]  [dim]{call}[/dim]")
+
+
+def _percent(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def _mib(value: float) -> str:
+    return f"{value / _MIB:.1f} MiB"
+
+
+def _stats_table(stats: Stats) -> Table:
+    total = stats.total()
+    columns: Sequence[tuple[str, str, Any]] = (
+        ("gets", f"{total.cmd_get:,}", lambda s: f"{s.cmd_get:,}"),
+        (
+            "hits",
+            _percent(total.get_hits, total.cmd_get),
+            lambda s: _percent(s.get_hits, s.cmd_get),
+        ),
+        ("sets", f"{total.cmd_set:,}", lambda s: f"{s.cmd_set:,}"),
+        ("items", f"{total.curr_items:,}", lambda s: f"{s.curr_items:,}"),
+        (
+            "memory",
+            _memory(total.bytes, total.limit_maxbytes),
+            lambda s: _memory(s.bytes, s.limit_maxbytes),
+        ),
+        ("evictions", f"{total.evictions:,}", lambda s: f"{s.evictions:,}"),
+    )
+    table = Table(show_footer=True, footer_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("server", footer="total", no_wrap=True)
+    for header, footer, _ in columns:
+        table.add_column(header, footer=footer, justify="right")
+    for name, server in stats.items():
+        table.add_row(name, *(cell(server) for _, _, cell in columns))
+    return table
+
+
+def _memory(used: int, limit: int) -> str:
+    return f"{used / _MIB:.1f}/{limit / _MIB:.0f} MiB"
+
+
+def _history_table(series: Sequence[Any]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("until", "requests/s", "get hits", "evictions/s", "items", "memory"):
+        table.add_column(header, justify="left" if header == "until" else "right")
+    for point in series:
+        total = point.total
+        end: datetime | None = point.end
+        table.add_row(
+            end.strftime("%H:%M:%S") if end else "-",
+            _num(total.request_rate),
+            f"{100 * total.get_hit_rate:.1f}%" if total.get_hit_rate is not None else "-",
+            _num(total.eviction_rate),
+            _num(total.items, "{:,.0f}"),
+            _mib(total.bytes) if total.bytes is not None else "-",
+        )
+    return table
+
+
+def _num(value: float | None, fmt: str = "{:,.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m memcachier_async._cli
+    main()
