@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timezone
@@ -777,3 +778,58 @@ async def test_body_is_decoded_once(fake: FakeTime) -> None:
     async with httpx.AsyncClient(transport=transport) as http:
         response = await http.get("https://example.test/")
     assert response.json() == {"ok": True}
+
+
+# --- the budget under partial failure (figures quoted in the README) ---------
+
+
+async def run_fault_rate(
+    fault_rate: float, calls: int, *, timeouts: bool = False
+) -> tuple[float, float, int]:
+    """Sequential calls against a service failing at random: requests per call, failed share, lowest budget."""
+    rng = random.Random(20240501)
+    sent = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal sent
+        sent += 1
+        if rng.random() < fault_rate:
+            if timeouts:
+                raise httpx.ReadTimeout("timed out", request=request)
+            return httpx.Response(503)
+        return httpx.Response(200)
+
+    fake = FakeTime()
+    budget = RetryBudget()
+    retry = policy(fake, budget=budget, deadline=None)
+    failed, lowest = 0, budget.available
+    async with httpx.AsyncClient(
+        transport=RetryTransport(httpx.MockTransport(handler), retry)
+    ) as http:
+        for _ in range(calls):
+            try:
+                failed += (await http.get("https://example.test/")).status_code != 200
+            except httpx.ReadTimeout:
+                failed += 1
+            lowest = min(lowest, budget.available)
+    return sent / calls, failed / calls, lowest
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # arithmetic, not I/O: one loop is enough
+async def test_budget_under_a_30_percent_fault_rate(
+    anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At 30 % 503s refunds keep pace with retries; at 50 % and on timeouts the bucket runs dry."""
+    caplog.set_level(logging.ERROR, logger="memcachier_async")
+    per_call, failed, lowest = await run_fault_rate(0.3, 1500)
+    assert 1.35 < per_call < 1.48  # 1 + 0.3 + 0.09 + 0.027: as if unlimited
+    assert failed < 0.02
+    assert lowest > 250
+
+    per_call, failed, lowest = await run_fault_rate(0.5, 1500)
+    assert lowest < 10
+    assert per_call < 1.5  # unlimited retries would send about 1.875
+
+    per_call, failed, lowest = await run_fault_rate(0.3, 1500, timeouts=True)
+    assert lowest < 20  # a retry after a timeout costs 10
+    assert per_call < 1.4
