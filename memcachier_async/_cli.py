@@ -38,6 +38,7 @@ from memcachier_async import (
     __version__,
     history_series,
 )
+from memcachier_async._cli_ops import register as register_ops
 from memcachier_async.testing import Emulator, SimulatedServer
 
 
@@ -49,6 +50,10 @@ def main() -> None:
     Start with `memcachier-analytics demo`: it runs against a local
     emulator, no account needed.
     """
+
+
+# stats, history, flush, credentials, watch, export (in _cli_ops).
+register_ops(main)
 
 
 # --- emulator -------------------------------------------------------------
