@@ -36,8 +36,9 @@ from ._cli_common import (
     run_async,
     target_options,
 )
-from ._cli_poll import PollResult, poll_round
+from ._client import AsyncAnalytics
 from ._errors import ServerError
+from ._fanout import CacheResult, fan_out
 from ._insight import Insight, history_series, insight, next_baseline
 from ._models import Stats
 
@@ -372,17 +373,16 @@ class _CacheView:
         self.error: str | None = None
         self.failures = 0
 
-    def update(self, result: PollResult) -> None:
-        if result.stats is None:
+    def update(self, result: CacheResult[Stats]) -> None:
+        if result.error is not None or result.value is None:
             self.failures += 1
-            assert result.error is not None
-            self.error = describe_error(result.error)
+            self.error = describe_error(result.error or RuntimeError("no stats"))
             return
         self.error = None
         if self.baseline is not None:
-            self.change = insight(self.baseline, result.stats)
-        self.baseline = next_baseline(self.baseline, result.stats)
-        self.latest = result.stats
+            self.change = insight(self.baseline, result.value)
+        self.baseline = next_baseline(self.baseline, result.value)
+        self.latest = result.value
 
     def json(self) -> dict[str, Any]:
         change = self.change.total if self.change is not None else None
@@ -484,8 +484,7 @@ async def _watch(
     clients: list[NamedClient], interval: float, rounds: int, limit: float, as_json: bool
 ) -> None:
     views = [_CacheView(c.name) for c in clients]
-    by_name = {v.name: v for v in views}
-    pairs = [(c.name, c.api) for c in clients]
+    apis = [c.api for c in clients]
     console = _console()
     progress = Progress(
         TextColumn("polling"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
@@ -496,10 +495,6 @@ async def _watch(
     started = time.monotonic()
     number = 0
 
-    def on_result(result: PollResult) -> None:
-        by_name[result.name].update(result)
-        progress.advance(task)
-
     if interactive:
         live.start()
     try:
@@ -508,7 +503,12 @@ async def _watch(
             progress.reset(task, total=len(clients))
             if interactive:
                 live.update(Group(_watch_table(views, number - 1, interval), progress))
-            await poll_round(pairs, on_result, timeout=limit)
+            # Results arrive as each cache answers: the bar moves, and a
+            # slow cache holds back nobody else's numbers.
+            async with fan_out(apis, AsyncAnalytics.stats, timeout=limit) as results:
+                async for result in results:
+                    views[result.index].update(result)
+                    progress.advance(task)
             if as_json:
                 click.echo(_json_line({"round": number, "caches": [v.json() for v in views]}))
             elif interactive:

@@ -20,7 +20,6 @@ Needs the ``prometheus`` extra (prometheus-client).
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
 from collections import Counter
@@ -32,7 +31,6 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._cli_poll import PollResult, poll_round
 from ._client import AsyncAnalytics
 from ._errors import (
     APIError,
@@ -45,6 +43,7 @@ from ._errors import (
     TransportError,
 )
 from ._models import ServerStats, Stats
+from ._poll import PollResult, watch
 
 __all__ = [
     "CacheSample",
@@ -118,7 +117,6 @@ class CacheSample:
     """
 
     stats: Stats | None
-    duration: float
     finished: float
     error: str | None = None
     unavailable: tuple[str, ...] = ()
@@ -142,32 +140,43 @@ class ExporterState:
         self._samples: dict[str, CacheSample] = {}
         self._last_success: dict[str, float] = {}
         self._polls: Counter[str] = Counter()
+        self._skipped: Counter[str] = Counter()
         self._errors: Counter[tuple[str, str]] = Counter()
+        self._round_duration: float | None = None
 
     @property
     def caches(self) -> tuple[str, ...]:
         return self._caches
 
-    def record_success(self, cache: str, stats: Stats, duration: float) -> None:
+    def record_success(self, cache: str, stats: Stats) -> None:
         now = time.time()
         with self._lock:
-            self._samples[cache] = CacheSample(stats=stats, duration=duration, finished=now)
+            self._samples[cache] = CacheSample(stats=stats, finished=now)
             self._last_success[cache] = now
             self._polls[cache] += 1
 
-    def record_failure(self, cache: str, error: BaseException, duration: float) -> None:
+    def record_failure(self, cache: str, error: BaseException) -> None:
         unavailable = error.servers if isinstance(error, ServerError) else ()
         kind = error_kind(error)
         with self._lock:
             self._samples[cache] = CacheSample(
                 stats=None,
-                duration=duration,
                 finished=time.time(),
                 error=kind,
                 unavailable=unavailable,
             )
             self._polls[cache] += 1
             self._errors[(cache, kind)] += 1
+
+    def record_skipped(self, cache: str) -> None:
+        """A round found the cache's previous call still running, and did not call again."""
+        with self._lock:
+            self._skipped[cache] += 1
+
+    def record_round(self, duration: float) -> None:
+        """How long the latest round over every cache took."""
+        with self._lock:
+            self._round_duration = duration
 
     def sample(self, cache: str) -> CacheSample | None:
         with self._lock:
@@ -181,7 +190,9 @@ class ExporterState:
                 samples=dict(self._samples),
                 last_success=dict(self._last_success),
                 polls=dict(self._polls),
+                skipped=dict(self._skipped),
                 errors=dict(self._errors),
+                round_duration=self._round_duration,
             )
 
 
@@ -193,7 +204,9 @@ class StateView:
     samples: Mapping[str, CacheSample]
     last_success: Mapping[str, float]
     polls: Mapping[str, int]
+    skipped: Mapping[str, int]
     errors: Mapping[tuple[str, str], int]
+    round_duration: float | None
 
 
 def _sets(stats: ServerStats) -> int:
@@ -241,9 +254,10 @@ def _cache_families(view: StateView) -> Iterator[Metric]:
     )
     duration = GaugeMetricFamily(
         "memcachier_last_poll_duration_seconds",
-        "How long the latest poll of the cache took.",
-        labels=["cache"],
+        "How long the latest poll of every cache took (one round).",
     )
+    if view.round_duration is not None:
+        duration.add_metric([], view.round_duration)
     success = GaugeMetricFamily(
         "memcachier_last_success_timestamp_seconds",
         "When the cache's stats were last read successfully (Unix seconds).",
@@ -258,7 +272,12 @@ def _cache_families(view: StateView) -> Iterator[Metric]:
         labels=list(_SERVER_LABELS),
     )
     poll_count = CounterMetricFamily(
-        "memcachier_polls", "Polls of the cache's stats.", labels=["cache"]
+        "memcachier_polls", "Polls of the cache's stats that finished.", labels=["cache"]
+    )
+    skipped = CounterMetricFamily(
+        "memcachier_skipped_polls",
+        "Rounds that did not call the cache: its previous call was still running.",
+        labels=["cache"],
     )
     error_count = CounterMetricFamily(
         "memcachier_poll_errors",
@@ -270,9 +289,9 @@ def _cache_families(view: StateView) -> Iterator[Metric]:
         # A cache not polled yet is down until it answers.
         up.add_metric([cache], 1 if sample is not None and sample.up else 0)
         poll_count.add_metric([cache], view.polls.get(cache, 0))
+        skipped.add_metric([cache], view.skipped.get(cache, 0))
         if sample is None:
             continue
-        duration.add_metric([cache], sample.duration)
         if sample.stats is not None:
             servers.add_metric([cache], len(sample.stats))
         for server in sample.unavailable:
@@ -281,7 +300,7 @@ def _cache_families(view: StateView) -> Iterator[Metric]:
             success.add_metric([cache], view.last_success[cache])
     for (cache, kind), count in sorted(view.errors.items()):
         error_count.add_metric([cache, kind], count)
-    yield from (up, duration, success, servers, unavailable, poll_count, error_count)
+    yield from (up, duration, success, servers, unavailable, poll_count, skipped, error_count)
 
 
 class StatsCollector(Collector):
@@ -308,8 +327,10 @@ class Exporter:
         with exporter.serve("127.0.0.1", 9151) as url:
             await exporter.run()
 
-    ``timeout`` bounds each cache's stats call (default: the interval), so
-    a round never outlasts the interval and polls never pile up.
+    Polling is :func:`memcachier_async.watch`: rounds on a fixed grid, a
+    cache whose previous call is still running is skipped rather than
+    called twice. ``timeout`` bounds each cache's stats call (default: the
+    interval).
     """
 
     def __init__(
@@ -318,44 +339,50 @@ class Exporter:
         *,
         interval: float = 30.0,
         timeout: float | None = None,
-        concurrency: int = 50,
+        concurrency: int | None = None,
     ) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be positive")
-        self._clients = list(clients)
+        if not interval > 0:
+            raise ValueError("interval must be positive seconds")
+        self._names = [name for name, _ in clients]
+        self._clients = [api for _, api in clients]
         self.interval = interval
         self.timeout = timeout if timeout is not None else interval
         self.concurrency = concurrency
-        self.state = ExporterState(name for name, _ in self._clients)
+        self.state = ExporterState(self._names)
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(StatsCollector(self.state))
         self.rounds = 0
 
-    def _record(self, result: PollResult) -> None:
-        if result.stats is not None:
-            self.state.record_success(result.name, result.stats, result.duration)
-        else:
-            assert result.error is not None
-            self.state.record_failure(result.name, result.error, result.duration)
-
-    async def poll(self) -> None:
-        """One round: every cache's stats, recorded as each arrives."""
-        await poll_round(
-            self._clients, self._record, timeout=self.timeout, concurrency=self.concurrency
-        )
+    def _record(self, results: Iterable[PollResult], duration: float) -> None:
+        for result in results:
+            name = self._names[result.index]
+            if result.skipped:
+                self.state.record_skipped(name)
+            if result.status == "failed":
+                assert result.error is not None
+                self.state.record_failure(name, result.error)
+            elif result.status == "ok":
+                assert result.stats is not None
+                self.state.record_success(name, result.stats)
+        self.state.record_round(duration)
         self.rounds += 1
 
+    async def poll(self) -> None:
+        """One round now: every cache's stats."""
+        await self.run(rounds=1)
+
     async def run(self, *, rounds: int | None = None) -> None:
-        """Poll every ``interval`` s on a fixed grid (no drift), ``rounds`` times or forever."""
-        started = time.monotonic()
-        done = 0
-        while rounds is None or done < rounds:
-            await self.poll()
-            done += 1
-            if rounds is not None and done >= rounds:
-                return
-            elapsed = time.monotonic() - started
-            await anyio.sleep((math.floor(elapsed / self.interval) + 1) * self.interval - elapsed)
+        """Poll every ``interval`` seconds, ``rounds`` times or until cancelled."""
+        poller = watch(
+            self._clients,
+            self.interval,
+            rounds=rounds,
+            timeout=self.timeout,
+            concurrency=self.concurrency,
+        )
+        async with poller:
+            async for done in poller:
+                self._record(done.results, anyio.current_time() - done.due)
 
     @contextlib.contextmanager
     def serve(self, host: str = "127.0.0.1", port: int = 9151) -> Iterator[str]:

@@ -91,7 +91,8 @@ def test_every_server_field_maps_to_its_memcached_exporter_name() -> None:
     """Each server of a cache gets memcached_exporter's families, labelled cache and server."""
     stats = load_stats("stats_two_servers.json")
     state = ExporterState(["web"])
-    state.record_success("web", stats, 0.25)
+    state.record_success("web", stats)
+    state.record_round(0.25)
     samples = scrape(state)
     for server, s in stats.items():
         labels = {"cache": "web", "server": server}
@@ -104,7 +105,7 @@ def test_every_server_field_maps_to_its_memcached_exporter_name() -> None:
             assert value(samples, name, **labels) == getattr(s, field), (server, name)
         assert value(samples, "memcached_time_seconds", **labels) == s.time.timestamp()
     assert value(samples, "memcachier_up", cache="web") == 1
-    assert value(samples, "memcachier_last_poll_duration_seconds", cache="web") == 0.25
+    assert value(samples, "memcachier_last_poll_duration_seconds") == 0.25
     assert value(samples, "memcachier_servers", cache="web") == 2
     types = samples["__types__"]
     assert types["memcached_commands"] == "counter"
@@ -118,8 +119,8 @@ def test_sets_exclude_cas_as_memcached_exporter_counts_them() -> None:
     normal = {**fields, "cmd_set": 100, "cas_hits": 5, "cas_misses": 3, "cas_badval": 2}
     odd = {**fields, "cmd_set": 1, "cas_hits": 5, "cas_misses": 0, "cas_badval": 0}
     state = ExporterState(["a", "b"])
-    state.record_success("a", stats_of({name: normal}), 0.1)
-    state.record_success("b", stats_of({name: odd}), 0.1)
+    state.record_success("a", stats_of({name: normal}))
+    state.record_success("b", stats_of({name: odd}))
     samples = scrape(state)
     labels = {"server": name, "command": "set", "status": "hit"}
     assert value(samples, "memcached_commands_total", cache="a", **labels) == 90
@@ -131,9 +132,9 @@ def test_a_restarted_server_shows_a_counter_reset_not_a_negative_value() -> None
     fields = json.loads((SAMPLES / "stats_reference.json").read_text())
     (name, server), *_ = fields.items()
     state = ExporterState(["web"])
-    state.record_success("web", stats_of({name: {**server, "get_hits": 5000}}), 0.1)
+    state.record_success("web", stats_of({name: {**server, "get_hits": 5000}}))
     before = scrape(state)
-    state.record_success("web", stats_of({name: {**server, "get_hits": 12}}), 0.1)
+    state.record_success("web", stats_of({name: {**server, "get_hits": 12}}))
     after = scrape(state)
     labels = {"cache": "web", "server": name, "command": "get", "status": "hit"}
     assert value(before, "memcached_commands_total", **labels) == 5000
@@ -143,11 +144,11 @@ def test_a_restarted_server_shows_a_counter_reset_not_a_negative_value() -> None
 def test_a_failed_poll_drops_server_metrics_and_counts_the_error() -> None:
     """After a failure: up 0, no stale server values, the error counted by kind, servers named."""
     state = ExporterState(["web", "never"])
-    state.record_success("web", load_stats("stats_two_servers.json"), 0.1)
+    state.record_success("web", load_stats("stats_two_servers.json"))
     error = ServerError(
         "500", status_code=500, method="GET", url="u", body="", servers=["mc1.example.com:11211"]
     )
-    state.record_failure("web", error, 0.3)
+    state.record_failure("web", error)
     samples = scrape(state)
     assert value(samples, "memcachier_up", cache="web") == 0
     assert value(samples, "memcachier_up", cache="never") == 0  # not polled yet
