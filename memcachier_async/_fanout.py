@@ -26,6 +26,7 @@ import anyio
 import anyio.abc
 import attrs
 import httpx
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUT, AsyncAnalytics, _env_proxy
 from ._errors import MemcachierError, ServerError
@@ -219,6 +220,9 @@ class _Session:
     async def _begin(self, tg: anyio.abc.TaskGroup) -> None:
         raise NotImplementedError
 
+    def _end(self) -> None:
+        """Release what :meth:`_begin` made, once the tasks have stopped."""
+
     async def _enter(self) -> None:
         if self._state != "new":
             raise RuntimeError(f"{type(self).__name__} can only be iterated once")
@@ -245,6 +249,7 @@ class _Session:
         try:
             return bool(await tg.__aexit__(exc_type, exc, tb))
         finally:
+            self._end()
             await self._clients.aclose()
 
     async def __aenter__(self: _Self) -> _Self:
@@ -308,7 +313,8 @@ class FanOut(_Session, Generic[T]):
         self._limiter = anyio.CapacityLimiter(self._limit)
         self._remaining = len(self._targets)
         self._deadline_at = math.inf
-        self._send, self._receive = anyio.create_memory_object_stream[CacheResult[T]](math.inf)
+        self._send: MemoryObjectSendStream[CacheResult[T]] | None = None
+        self._receive: MemoryObjectReceiveStream[CacheResult[T]] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -324,7 +330,18 @@ class FanOut(_Session, Generic[T]):
     async def _begin(self, tg: anyio.abc.TaskGroup) -> None:
         if self._deadline is not None:
             self._deadline_at = anyio.current_time() + self._deadline
+        # Unbounded: a finished call never waits for the reader.
+        self._send, self._receive = anyio.create_memory_object_stream[CacheResult[T]](math.inf)
         tg.start_soon(self._feed, tg)
+
+    def _end(self) -> None:
+        for stream in (self._send, self._receive):
+            if stream is not None:
+                stream.close()
+
+    def _emit(self, result: CacheResult[T]) -> None:
+        assert self._send is not None
+        self._send.send_nowait(result)
 
     async def _feed(self, tg: anyio.abc.TaskGroup) -> None:
         # A call starts only when a slot is free, so no more than
@@ -343,7 +360,7 @@ class FanOut(_Session, Generic[T]):
             error = CacheTimeout(
                 f"not started: the fan-out deadline ({self._deadline} s) passed", started=False
             )
-            self._send.send_nowait(CacheResult(self._targets[index], index, error=error))
+            self._emit(CacheResult(self._targets[index], index, error=error))
 
     async def _run(
         self, index: int, target: AsyncAnalytics | CacheCredentials, token: object
@@ -364,7 +381,7 @@ class FanOut(_Session, Generic[T]):
         finally:
             self._limiter.release_on_behalf_of(token)
         elapsed = anyio.current_time() - started
-        self._send.send_nowait(CacheResult(target, index, value, error, elapsed))
+        self._emit(CacheResult(target, index, value, error, elapsed))
 
     def __aiter__(self) -> FanOut[T]:
         return self
@@ -374,6 +391,7 @@ class FanOut(_Session, Generic[T]):
         if self._remaining == 0 or self._state != "running":
             await self._fail_implicitly()
             raise StopAsyncIteration
+        assert self._receive is not None
         try:
             result = await self._receive.receive()
         except BaseException:
