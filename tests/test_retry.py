@@ -833,3 +833,28 @@ async def test_budget_under_a_30_percent_fault_rate(
     per_call, failed, lowest = await run_fault_rate(0.3, 1500, timeouts=True)
     assert lowest < 20  # a retry after a timeout costs 10
     assert per_call < 1.4
+
+
+@pytest.mark.parametrize(
+    ("env", "proxied"),
+    [
+        ({"HTTPS_PROXY": "http://proxy.test:3128"}, True),
+        ({"HTTPS_PROXY": "proxy.test:3128"}, True),
+        ({"HTTPS_PROXY": "http://proxy.test:3128", "NO_PROXY": "memcachier.com"}, False),
+        ({}, False),
+    ],
+)
+def test_environment_proxy_is_kept_under_the_retry_layer(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], proxied: bool
+) -> None:
+    """The transport built for the retry layer honours HTTPS_PROXY and NO_PROXY as httpx would."""
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    client = AsyncAnalytics("user", PASSWORD)
+    transport = client.http_client._transport
+    assert isinstance(transport, RetryTransport)
+    assert isinstance(transport.inner, httpx.AsyncHTTPTransport)
+    pool = transport.inner._pool
+    assert (type(pool).__name__ == "AsyncHTTPProxy") is proxied
