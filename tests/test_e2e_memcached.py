@@ -12,7 +12,9 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import pytest
@@ -20,7 +22,7 @@ from pymemcache.client.base import Client
 from pymemcache.client.hash import HashClient
 
 from memcachier_async import AsyncAnalytics, PermissionDeniedError, RetryPolicy, ServerError
-from memcachier_async.testing import Emulator
+from memcachier_async.testing import EmulatedCredential, Emulator
 
 pytestmark = pytest.mark.memcached
 
@@ -94,6 +96,21 @@ def emulator(memcached: list[Memcached]) -> Iterator[Emulator]:
     emu.close()
 
 
+@asynccontextmanager
+async def sdk(
+    emulator: Emulator, credential: EmulatedCredential | None = None, **kwargs: Any
+) -> AsyncIterator[AsyncAnalytics]:
+    """The SDK, logged in as ``credential`` (default: the primary), against the emulator on TCP."""
+    credential = credential or emulator.credential
+    async with (
+        emulator.serve() as base_url,
+        AsyncAnalytics(
+            credential.sasl_username, credential.sasl_password, base_url=base_url, **kwargs
+        ) as api,
+    ):
+        yield api
+
+
 def _hash_client(memcached: list[Memcached]) -> HashClient:
     return HashClient([("127.0.0.1", m.port) for m in memcached], connect_timeout=2, timeout=2)
 
@@ -112,9 +129,8 @@ async def test_counters_sum_to_the_traffic_driven(
         assert client.get(f"absent-{i}") is None
     client.close()
 
-    async with emulator.serve() as base_url:
-        async with AsyncAnalytics(emulator.username, emulator.password, base_url=base_url) as api:
-            stats = await api.stats()
+    async with sdk(emulator) as api:
+        stats = await api.stats()
 
     assert sorted(stats) == sorted(m.address for m in memcached)
     assert sum(s.cmd_set for s in stats.values()) == 100
@@ -136,10 +152,9 @@ async def test_flush_empties_the_real_servers(
     client = _hash_client(memcached)
     for i in range(30):
         client.set(f"key-{i}", b"v", noreply=False)
-    async with emulator.serve() as base_url:
-        async with AsyncAnalytics(emulator.username, emulator.password, base_url=base_url) as api:
-            await api.flush()
-            stats = await api.stats()
+    async with sdk(emulator) as api:
+        await api.flush()
+        stats = await api.stats()
     assert all(client.get(f"key-{i}") is None for i in range(30))
     client.close()
     assert [s.cmd_flush for s in stats.values()] == [1, 1, 1]
@@ -154,17 +169,11 @@ async def test_a_stopped_server_is_named_and_the_others_are_flushed(
     for client in alive:
         client.set("kept", b"1", noreply=False)
     memcached[0].stop()
-    async with emulator.serve() as base_url:
-        async with AsyncAnalytics(
-            emulator.username,
-            emulator.password,
-            base_url=base_url,
-            retry=RetryPolicy.disabled(),
-        ) as api:
-            with pytest.raises(ServerError) as stats_error:
-                await api.stats()
-            with pytest.raises(ServerError) as flush_error:
-                await api.flush()
+    async with sdk(emulator, retry=RetryPolicy.disabled()) as api:
+        with pytest.raises(ServerError) as stats_error:
+            await api.stats()
+        with pytest.raises(ServerError) as flush_error:
+            await api.flush()
     assert stats_error.value.servers == (memcached[0].address,)
     assert flush_error.value.servers == (memcached[0].address,)
     for client in alive:
@@ -177,12 +186,12 @@ async def test_history_samples_the_real_servers(
     memcached: list[Memcached], emulator: Emulator
 ) -> None:
     """Over TCP, history grows with samples of every real server, each with its own clock."""
-    async with emulator.serve() as base_url:
-        async with AsyncAnalytics(emulator.username, emulator.password, base_url=base_url) as api:
-            with anyio.fail_after(10):
-                while len({r.timestamp for r in await api.history()}) < 2:
-                    await anyio.sleep(0.02)
-            records = await api.history()
+    async with sdk(emulator) as api:
+        with anyio.fail_after(10):
+            # Polling the API is the point: history is only visible through it.
+            while len({r.timestamp for r in await api.history()}) < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        records = await api.history()
     assert {r.server for r in records} == {m.address for m in memcached}
     assert {r.memcachier_id for r in records} == {11}
     assert all(r.stats.time.year >= 2024 for r in records)
@@ -192,21 +201,20 @@ async def test_history_samples_the_real_servers(
 async def test_credential_lifecycle_over_tcp(emulator: Emulator) -> None:
     """Create, use, update, promote and delete a credential, end to end."""
     original = emulator.username
-    async with emulator.serve() as base_url:
-        async with AsyncAnalytics(emulator.username, emulator.password, base_url=base_url) as api:
-            created = await api.create_credential()
-            async with AsyncAnalytics(
-                created.sasl_username, created.sasl_password, base_url=base_url
-            ) as fresh:
-                assert await fresh.login() == emulator.cache.cache_id
-                assert len(await fresh.stats()) == SERVERS
-            caps = await api.update_credential(created, flush_capability=False)
-            assert caps.flush_capability is False
-            assert caps.api_capability is True
-            assert (await api.promote_credential(created)).primary
-            await api.promote_credential(original)
-            await api.delete_credential(created)
-            names = [c.sasl_username for c in await api.list_credentials()]
+    async with sdk(emulator) as api:
+        created = await api.create_credential()
+        async with AsyncAnalytics(
+            created.sasl_username, created.sasl_password, base_url=api.base_url
+        ) as fresh:
+            assert await fresh.login() == emulator.cache.cache_id
+            assert len(await fresh.stats()) == SERVERS
+        caps = await api.update_credential(created, flush_capability=False)
+        assert caps.flush_capability is False
+        assert caps.api_capability is True
+        assert (await api.promote_credential(created)).primary
+        await api.promote_credential(original)
+        await api.delete_credential(created)
+        names = [c.sasl_username for c in await api.list_credentials()]
     assert names == [original]
 
 
@@ -214,11 +222,8 @@ async def test_credential_lifecycle_over_tcp(emulator: Emulator) -> None:
 async def test_a_credential_without_api_capability_is_denied(emulator: Emulator) -> None:
     """A credential without the API capability gets PermissionDeniedError over TCP."""
     limited = emulator.cache.add_credential(api=False)
-    async with emulator.serve() as base_url:
-        async with AsyncAnalytics(
-            limited.sasl_username, limited.sasl_password, base_url=base_url
-        ) as api:
-            with pytest.raises(PermissionDeniedError):
-                await api.login()
-            with pytest.raises(PermissionDeniedError):
-                await api.stats()
+    async with sdk(emulator, limited) as api:
+        with pytest.raises(PermissionDeniedError):
+            await api.login()
+        with pytest.raises(PermissionDeniedError):
+            await api.stats()
