@@ -34,7 +34,7 @@ from ._errors import (
     ServerError,
     TransportError,
 )
-from ._retry import RetryTransport
+from ._retry import RetryPolicy, RetryTransport
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -237,6 +237,12 @@ class Selection:
     cache_id: int | None = None
     emulator: bool = False
     username_from_flag: bool = False
+    retries: int = 3
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy of every client of the command."""
+        return RetryPolicy(max_attempts=self.retries + 1)
 
     def targets(self) -> list[CacheTarget]:
         """The caches selected (not for ``--emulator``); raises :class:`ConfigError`."""
@@ -314,6 +320,13 @@ _TARGET_OPTIONS = (
         is_flag=True,
         help="Use an in-process emulator with simulated traffic (no account needed).",
     ),
+    click.option(
+        "--retries",
+        type=click.IntRange(0, 10),
+        default=3,
+        show_default=True,
+        help="Retry transient failures (429, 5xx, connection resets) this many times.",
+    ),
 )
 
 
@@ -330,6 +343,7 @@ def target_options(function: Callable[..., T]) -> Callable[..., T]:
         base_url: str | None,
         cache_id: int | None,
         emulator: bool,
+        retries: int,
         **kwargs: Any,
     ) -> T:
         source = click.get_current_context().get_parameter_source("username")
@@ -342,6 +356,7 @@ def target_options(function: Callable[..., T]) -> Callable[..., T]:
             cache_id=cache_id,
             emulator=emulator,
             username_from_flag=source is click.core.ParameterSource.COMMANDLINE,
+            retries=retries,
         )
         return function(*args, **kwargs)
 
@@ -358,9 +373,9 @@ class NamedClient:
     api: AsyncAnalytics
 
 
-def _shared_http_client() -> httpx.AsyncClient:
+def _shared_http_client(retry: RetryPolicy) -> httpx.AsyncClient:
     # One pool for every cache of a command: many caches, one set of sockets.
-    transport = RetryTransport(httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS))
+    transport = RetryTransport(httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS), retry)
     return httpx.AsyncClient(
         transport=transport,
         timeout=DEFAULT_TIMEOUT,
@@ -382,7 +397,9 @@ async def open_clients(
     if selection.emulator:
         from ._cli_emulator import emulated_clients
 
-        async with emulated_clients(selection.caches, multi=multi) as clients:
+        async with emulated_clients(
+            selection.caches, multi=multi, retry=selection.retry
+        ) as clients:
             yield clients
         return
     targets = selection.targets()
@@ -391,7 +408,7 @@ async def open_clients(
         raise ConfigError(
             f"this command works on one cache; choose one with --cache NAME ({names})"
         )
-    http = _shared_http_client()
+    http = _shared_http_client(selection.retry)
     async with http:
         try:
             clients = [

@@ -14,14 +14,21 @@ from ._cli_common import ConfigError, NamedClient
 from ._client import AsyncAnalytics
 from ._emulator._core import Emulator
 from ._emulator._sources import SimulatedServer
+from ._retry import RetryPolicy
 
-__all__ = ["DEMO_CACHES", "build_emulator", "emulated_clients"]
+__all__ = ["DEMO_CACHES", "DEMO_USERNAMES", "build_emulator", "emulated_clients"]
 
 _KIB = 1024
 #: name → memory limit of each server, in KiB.
 DEMO_CACHES: dict[str, tuple[int, ...]] = {
     "web": (2048, 3072, 6144),
     "sessions": (1536, 2048),
+}
+#: name → usernames of its credentials (the first is the primary), fixed so
+#: that examples can name them.
+DEMO_USERNAMES: dict[str, tuple[str, ...]] = {
+    "web": ("4A1B2C", "5D6E7F"),
+    "sessions": ("8A9B0C",),
 }
 # Operations per second of background traffic, per cache.
 _TRAFFIC = 1000.0
@@ -38,7 +45,12 @@ def build_emulator(*, traffic: float = _TRAFFIC) -> Emulator:
             SimulatedServer(f"mc{number}.{name}.memcachier.test:11211", limit_maxbytes=limit * _KIB)
             for number, limit in enumerate(limits, start=1)
         ]
-        emulator.add_cache(servers).add_credential(primary=True)
+        cache = emulator.add_cache(servers)
+        primary, *others = DEMO_USERNAMES[name]
+        cache.add_credential(primary, primary=True)
+        for username in others:
+            # An application's credential: it may read and write, not flush.
+            cache.add_credential(username, flush=False)
     emulator.backfill(_HISTORY_SAMPLES, ops_per_sample=_OPS_PER_SAMPLE)
     return emulator
 
@@ -58,7 +70,7 @@ def _select(names: Sequence[str], *, multi: bool) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def emulated_clients(
-    names: Sequence[str], *, multi: bool
+    names: Sequence[str], *, multi: bool, retry: RetryPolicy | None = None
 ) -> AsyncIterator[list[NamedClient]]:
     """Clients of the emulated caches (the first only, unless ``multi``), in process."""
     selected = _select(names, multi=multi)
@@ -71,7 +83,10 @@ async def emulated_clients(
             credential = by_name[name].primary
             assert credential is not None
             api = AsyncAnalytics(
-                credential.sasl_username, credential.sasl_password, transport=transport
+                credential.sasl_username,
+                credential.sasl_password,
+                transport=transport,
+                retry=retry,
             )
             clients.append(NamedClient(name, api))
         try:

@@ -285,7 +285,7 @@ def _flag(name: str, what: str) -> Callable[[F], F]:
         "memcachier-analytics credentials update 4A1B2C --write --api --no-flush",
     ),
 )
-@click.argument("username")
+@click.argument("credential", metavar="USERNAME")
 @_flag("write", "writing to the cache")
 @_flag("flush", "flushing the cache")
 @_flag("api", "this API")
@@ -293,13 +293,13 @@ def _flag(name: str, what: str) -> Callable[[F], F]:
 @json_option
 def credentials_update(
     selection: Selection,
-    username: str,
+    credential: str,
     write: bool | None,
     flush: bool | None,
     api: bool | None,
     as_json: bool,
 ) -> None:
-    """Change what credential USERNAME may do; others capabilities are kept."""
+    """Change what credential USERNAME may do; the other capabilities are kept."""
     if write is None and flush is None and api is None:
         raise click.UsageError(
             "give at least one of --write/--no-write, --flush/--no-flush, --api/--no-api"
@@ -308,26 +308,26 @@ def credentials_update(
     async def main() -> None:
         async with open_clients(selection) as (client,):
             now = await client.api.update_credential(
-                username, write_capability=write, flush_capability=flush, api_capability=api
+                credential, write_capability=write, flush_capability=flush, api_capability=api
             )
         if as_json:
-            emit_json({"sasl_username": username, **r.capabilities_json(now)})
+            emit_json({"sasl_username": credential, **r.capabilities_json(now)})
         else:
-            _console().print(r.capabilities_table(username, now))
+            _console().print(r.capabilities_table(credential, now))
 
     run_async(main)
 
 
 @credentials.command("promote")
-@click.argument("username")
+@click.argument("credential", metavar="USERNAME")
 @target_options
 @json_option
-def credentials_promote(selection: Selection, username: str, as_json: bool) -> None:
+def credentials_promote(selection: Selection, credential: str, as_json: bool) -> None:
     """Make credential USERNAME the cache's primary one."""
 
     async def main() -> None:
         async with open_clients(selection) as (client,):
-            promoted = await client.api.promote_credential(username)
+            promoted = await client.api.promote_credential(credential)
         if as_json:
             emit_json(r.credential_json(promoted))
         else:
@@ -337,24 +337,24 @@ def credentials_promote(selection: Selection, username: str, as_json: bool) -> N
 
 
 @credentials.command("delete")
-@click.argument("username")
+@click.argument("credential", metavar="USERNAME")
 @target_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @json_option
-def credentials_delete(selection: Selection, username: str, yes: bool, as_json: bool) -> None:
+def credentials_delete(selection: Selection, credential: str, yes: bool, as_json: bool) -> None:
     """Delete credential USERNAME (applications using it lose access)."""
 
     async def main() -> None:
         async with open_clients(selection) as (client,):
             if not yes:
                 click.confirm(
-                    f"Delete credential {username} of cache {client.name}?", abort=True, err=True
+                    f"Delete credential {credential} of cache {client.name}?", abort=True, err=True
                 )
-            await client.api.delete_credential(username)
+            await client.api.delete_credential(credential)
         if as_json:
-            emit_json({"sasl_username": username, "deleted": True})
+            emit_json({"sasl_username": credential, "deleted": True})
         else:
-            _console().print(f"Deleted credential {username}.")
+            _console().print(f"Deleted credential {credential}.")
 
     run_async(main)
 
@@ -459,7 +459,7 @@ def _watch_table(views: list[_CacheView], round_number: int, interval: float) ->
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    help="Give up on a cache's stats after this long (default: the interval).",
+    help="Give up on a cache's stats after this long (default: the interval, at least 10 s).",
 )
 @json_option
 def watch(
@@ -474,7 +474,7 @@ def watch(
 
     async def main() -> None:
         async with open_clients(selection, multi=True) as clients:
-            await _watch(clients, interval, rounds, timeout or interval, as_json)
+            await _watch(clients, interval, rounds, timeout or max(interval, 10.0), as_json)
 
     with contextlib.suppress(KeyboardInterrupt):
         run_async(main)
@@ -574,7 +574,7 @@ def _listen_address(value: str) -> tuple[str, int]:
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    help="Give up on a cache's stats after this long (default: the interval).",
+    help="Give up on a cache's stats after this long (default: the interval, at least 10 s).",
 )
 @click.option(
     "--rounds",

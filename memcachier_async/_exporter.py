@@ -330,7 +330,7 @@ class Exporter:
     Polling is :func:`memcachier_async.watch`: rounds on a fixed grid, a
     cache whose previous call is still running is skipped rather than
     called twice. ``timeout`` bounds each cache's stats call (default: the
-    interval).
+    interval, at least 10 s).
     """
 
     def __init__(
@@ -346,7 +346,8 @@ class Exporter:
         self._names = [name for name, _ in clients]
         self._clients = [api for _, api in clients]
         self.interval = interval
-        self.timeout = timeout if timeout is not None else interval
+        # A short interval must not starve a slow API: at least 10 s per call.
+        self.timeout = timeout if timeout is not None else max(interval, 10.0)
         self.concurrency = concurrency
         self.state = ExporterState(self._names)
         self.registry = CollectorRegistry(auto_describe=True)
