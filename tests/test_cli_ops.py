@@ -16,8 +16,8 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner, Result
 
-from memcachier_async import history_series
 from memcachier_async import _cli_emulator as cli_emulator
+from memcachier_async import history_series
 from memcachier_async._cli import main
 from memcachier_async._convert import structure
 from memcachier_async._models import HistoryRecord
