@@ -1,0 +1,143 @@
+"""FastAPI and memcachier-async: one client per process, a poller in the background.
+
+Run it (``pip install "memcachier-async" fastapi uvicorn``)::
+
+    MEMCACHIER_USERNAME=... MEMCACHIER_PASSWORD=... uvicorn examples.fastapi_app:app
+
+The pattern:
+
+- one ``AsyncAnalytics`` per process, created in the lifespan and closed
+  on shutdown (never one per request: each would open its own connection
+  pool and log in again);
+- a background task that polls the cache's stats on a fixed cadence with
+  ``memcachier_async.watch`` and keeps the latest stats and insight;
+- handlers that only read what the poller kept: no API call, nothing that
+  blocks, while serving a request. A slow or failing MemCachier API never
+  slows your endpoints down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+from fastapi import FastAPI, HTTPException, Request
+
+from memcachier_async import AsyncAnalytics, Insight, PollResult, Stats, watch
+
+
+class CacheMonitor:
+    """The latest stats and insight of one cache, refreshed in the background."""
+
+    def __init__(self, api: AsyncAnalytics, interval: float) -> None:
+        self.api = api
+        self.interval = interval
+        self.stats: Stats | None = None
+        self.insight: Insight | None = None
+        self.error: str | None = None
+        self.updated: datetime | None = None
+        self.rounds = 0
+        self.running = False
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Poll until cancelled; report started once the first answer (or error) is in."""
+        self.running = True
+        started = False
+        try:
+            async with watch([self.api], interval=self.interval) as poller:
+                async for round_ in poller:
+                    result = round_.results[0]
+                    self._keep(result)
+                    self.rounds += 1
+                    # A round can end before a slow call answers ("pending").
+                    if not started and result.status != "pending":
+                        started = True
+                        task_status.started()
+        finally:
+            self.running = False
+
+    def _keep(self, result: PollResult) -> None:
+        if result.status == "failed":
+            # Keep serving the last good numbers, and say what went wrong.
+            self.error = str(result.error)
+        elif result.status == "ok":
+            self.error = None
+            self.stats = result.stats
+            self.updated = datetime.now(timezone.utc)
+            if result.insight is not None:
+                self.insight = result.insight
+
+
+def create_app(
+    make_client: Callable[[], AsyncAnalytics] = AsyncAnalytics.from_env,
+    *,
+    interval: float = 30.0,
+) -> FastAPI:
+    """The app; ``make_client`` builds the process's one client (default: from the environment)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with make_client() as api, anyio.create_task_group() as tasks:
+            monitor = CacheMonitor(api, interval)
+            await tasks.start(monitor.run)  # serve once the first round is in
+            app.state.monitor = monitor
+            yield
+            tasks.cancel_scope.cancel()  # stop polling; then the client closes
+
+    app = FastAPI(title="Cache dashboard", lifespan=lifespan)
+
+    def monitor_of(request: Request) -> CacheMonitor:
+        monitor: CacheMonitor = request.app.state.monitor
+        return monitor
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> dict[str, Any]:
+        monitor = monitor_of(request)
+        if monitor.error is not None:
+            raise HTTPException(503, detail=f"cache stats unavailable: {monitor.error}")
+        return {"ok": True, "rounds": monitor.rounds, "updated": monitor.updated}
+
+    @app.get("/cache/stats")
+    async def cache_stats(request: Request) -> dict[str, Any]:
+        monitor = monitor_of(request)
+        if monitor.stats is None:
+            raise HTTPException(503, detail=monitor.error or "no stats yet")
+        total = monitor.stats.total()
+        memory = monitor.stats.memory()
+        fullest = memory.fullest
+        return {
+            "servers": len(monitor.stats),
+            "items": total.curr_items,
+            "get_hits": total.get_hits,
+            "get_misses": total.get_misses,
+            "memory_used": memory.used,
+            "memory_limit": memory.limit,
+            "fullest_server": fullest.server if fullest else None,
+            "fullest_usage": fullest.usage if fullest else None,
+            "updated": monitor.updated,
+        }
+
+    @app.get("/cache/insight")
+    async def cache_insight(request: Request) -> dict[str, Any]:
+        monitor = monitor_of(request)
+        if monitor.insight is None:
+            raise HTTPException(503, detail=monitor.error or "no interval measured yet")
+        total = monitor.insight.total
+        return {
+            "seconds": monitor.insight.seconds,
+            "request_rate": total.request_rate,
+            "hit_rate": total.hit_rate,
+            "get_hit_rate": total.get_hit_rate,
+            "eviction_rate": total.eviction_rate,
+            "memory_used": total.bytes,
+            "memory_limit": total.max_bytes,
+        }
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,155 @@
+"""examples/fastapi_app.py: one client per process, a background poller, read-only handlers."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from memcachier_async import AsyncAnalytics, RetryPolicy
+from memcachier_async.testing import Emulator
+
+pytestmark = pytest.mark.anyio
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "fastapi_app.py"
+
+
+@pytest.fixture(scope="module")
+def example() -> ModuleType:
+    """The example module, loaded from its file (examples/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("fastapi_app_example", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    # Every stats answer comes 10 s after the previous one, with traffic in
+    # between: each poll covers a busy interval however fast the test runs.
+    ticks = itertools.count(1_700_000_000, 10)
+
+    def clock() -> float:
+        emulator.drive_traffic(200)
+        return float(next(ticks))
+
+    emulator = Emulator(clock=clock, history_interval=3600)
+    yield emulator
+    emulator.close()
+
+
+class Clients:
+    """A make_client that counts the clients it built and keeps them for checks."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.made: list[AsyncAnalytics] = []
+
+    def __call__(self) -> AsyncAnalytics:
+        api = self.emulator.client(retry=RetryPolicy.disabled())
+        self.made.append(api)
+        return api
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    with anyio.fail_after(5):
+        while not condition():  # noqa: ASYNC110 - the poller has no event to wait on
+            await anyio.sleep(0.005)
+
+
+async def get(app: Any, path: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+        return await http.get(path)
+
+
+async def test_endpoints_serve_what_the_poller_keeps(
+    example: ModuleType, emulator: Emulator
+) -> None:
+    """/cache/stats and /cache/insight answer from the background poller's latest round."""
+    clients = Clients(emulator)
+    app = example.create_app(clients, interval=0.01)
+    async with app.router.lifespan_context(app):
+        monitor = app.state.monitor
+        assert monitor.rounds >= 1  # started once the first round was in
+        stats = await get(app, "/cache/stats")
+        assert stats.status_code == 200
+        body = stats.json()
+        servers = emulator.cache.servers
+        assert body["servers"] == len(servers)
+        assert body["get_hits"] == sum(s.stats(0)["get_hits"] for s in servers)
+
+        await wait_for(lambda: monitor.insight is not None)
+        insight = await get(app, "/cache/insight")
+        assert insight.status_code == 200
+        data = insight.json()
+        assert data["seconds"] > 0
+        assert data["request_rate"] > 0  # traffic ran between the two polls
+        assert 0 <= data["hit_rate"] <= 1
+        assert data["memory_limit"] == sum(s.stats(0)["limit_maxbytes"] for s in servers)
+        assert (await get(app, "/healthz")).json()["ok"] is True
+    assert len(clients.made) == 1  # one client for the process, not one per request
+
+
+async def test_handlers_never_call_the_api(example: ModuleType, emulator: Emulator) -> None:
+    """Requests are served from memory: the API sees only the poller's calls."""
+    app = example.create_app(Clients(emulator), interval=3600)
+    async with app.router.lifespan_context(app):
+        assert emulator.calls["stats"] == 1  # the first round, before serving
+        for _ in range(5):
+            assert (await get(app, "/cache/stats")).status_code == 200
+        assert emulator.calls["stats"] == 1
+        # One round only: no interval measured yet.
+        response = await get(app, "/cache/insight")
+        assert response.status_code == 503
+        assert "no interval" in response.json()["detail"]
+
+
+async def test_shutdown_closes_the_client_and_stops_the_poller(
+    example: ModuleType, emulator: Emulator
+) -> None:
+    """Leaving the lifespan cancels the poller task and closes the one client."""
+    clients = Clients(emulator)
+    app = example.create_app(clients, interval=0.01)
+    async with app.router.lifespan_context(app):
+        monitor = app.state.monitor
+        assert monitor.running
+        (api,) = clients.made
+        assert not api.http_client.is_closed
+    assert not monitor.running
+    assert api.http_client.is_closed
+    calls = emulator.calls["stats"]
+    await anyio.sleep(0.05)  # several intervals: a live poller would have called again
+    assert emulator.calls["stats"] == calls
+
+
+async def test_a_failing_api_degrades_the_endpoints_not_the_app(
+    example: ModuleType, emulator: Emulator
+) -> None:
+    """When the cache cannot be read, /healthz and /cache/stats say 503 with the reason."""
+    emulator.cache.active = False  # "No cache found." on every call
+    app = example.create_app(Clients(emulator), interval=3600)
+    async with app.router.lifespan_context(app):
+        health = await get(app, "/healthz")
+        assert health.status_code == 503
+        assert "No cache found." in health.json()["detail"]
+        assert (await get(app, "/cache/stats")).status_code == 503
+
+
+def test_module_app_reads_credentials_only_at_startup(
+    example: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing the example (as uvicorn does) needs no credentials: the client is made in the lifespan."""
+    monkeypatch.delenv("MEMCACHIER_USERNAME", raising=False)
+    assert example.app.title == "Cache dashboard"
