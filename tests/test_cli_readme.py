@@ -1,0 +1,160 @@
+"""The README's command line, exporter and FastAPI examples, run as written.
+
+Commands run through click's CliRunner; those that need an account run
+against the emulator over loopback TCP, reached with MEMCACHIER_BASE_URL
+and the credentials the README's caches.toml names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from anyio.from_thread import start_blocking_portal
+from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
+
+from memcachier_async._cli import main
+from memcachier_async.testing import Emulator
+
+ROOT = Path(__file__).parent.parent
+WEB_PASSWORD = "web-cache-password"
+
+
+def section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"<!-- section:cli -->(.*?)<!-- /section:cli -->", readme, re.S)
+    assert found is not None
+    return found.group(1)
+
+
+def blocks(kind: str) -> list[str]:
+    found = re.findall(rf"```{kind}\n(.*?)```", section(), re.S)
+    assert found, f"no {kind} block in the README's cli section"
+    return list(found)
+
+
+def commands(kind: str) -> list[list[str]]:
+    """The ``memcachier-analytics`` lines of the blocks, split as a shell would."""
+    lines = [
+        shlex.split(line, comments=True) for block in blocks(kind) for line in block.splitlines()
+    ]
+    found = [line for line in lines if line and line[0] == "memcachier-analytics"]
+    assert found
+    return found
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MEMCACHIER_USERNAME", "MEMCACHIER_PASSWORD", "MEMCACHIER_CONFIG", "COLUMNS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("argv", commands("bash readme-cli"), ids=" ".join)
+def test_emulator_examples_run(argv: list[str]) -> None:
+    """Every --emulator example of the README exits 0 with output."""
+    result = CliRunner().invoke(main, argv[1:])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip()
+
+
+@pytest.fixture
+def account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Emulator, dict[str, str]]]:
+    """The README's two caches, served over TCP, with its caches.toml in the working directory."""
+    emulator = Emulator(servers=None, history_interval=3600)
+    emulator.add_cache(3, cache_id=1561).add_credential("4A1B2C", WEB_PASSWORD, primary=True)
+    jobs = emulator.add_cache(2, cache_id=1562)
+    jobs.add_credential("9F8E7D", "jobs-cache-password", primary=True)
+    emulator.drive_traffic(500)
+    (config,) = blocks("toml readme-config")
+    (tmp_path / "caches.toml").write_text(config)
+    monkeypatch.chdir(tmp_path)
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(emulator.serve()) as url,
+    ):
+        env = {"MEMCACHIER_BASE_URL": url, "WEB_CACHE_PASSWORD": WEB_PASSWORD}
+        yield emulator, env
+    emulator.close()
+
+
+def test_config_examples_run(account: tuple[Emulator, dict[str, str]]) -> None:
+    """The caches.toml examples work on both caches the file lists."""
+    _, env = account
+    outputs = []
+    for argv in commands("bash readme-cli-config"):
+        result = CliRunner().invoke(main, argv[1:], env=env)
+        assert result.exit_code == 0, (argv, result.output)
+        outputs.append(result.stdout)
+    watch, stats, credentials = outputs
+    assert "web" in watch
+    assert "jobs" in watch
+    assert '"cache": "jobs"' in stats
+    assert "4A1B2C" in credentials
+
+
+def scrape_until_up(url: str, caches: int) -> str:
+    deadline = time.monotonic() + 15
+    while True:
+        text = httpx.get(url).text
+        ups = [
+            sample
+            for family in text_string_to_metric_families(text)
+            if family.name == "memcachier_up"
+            for sample in family.samples
+        ]
+        if len(ups) == caches and all(s.value == 1 for s in ups):
+            return text
+        assert time.monotonic() < deadline, text
+        time.sleep(0.05)
+
+
+def test_exporter_example_serves_metrics(account: tuple[Emulator, dict[str, str]]) -> None:
+    """The export example serves both caches' metrics; the curl | grep line finds them; Ctrl-C stops it."""
+    emulator, env = account
+    export_line, curl_line = blocks("bash readme-export")[0].strip().splitlines()
+    argv = shlex.split(export_line)
+    assert argv[argv.index("--listen") + 1] == "127.0.0.1:9151"  # loopback, as documented
+    argv[argv.index("--listen") + 1] = "127.0.0.1:0"  # a free port for the test
+    with subprocess.Popen(
+        [sys.executable, "-m", "memcachier_async._cli", *argv[1:]],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    ) as process:
+        try:
+            assert process.stderr is not None
+            banner = process.stderr.readline()
+            found = re.search(r"on (http://127\.0\.0\.1:\d+/metrics)", banner)
+            assert found, banner
+            text = scrape_until_up(found.group(1), caches=2)
+        finally:
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=15)
+    assert code == 0  # Ctrl-C is a normal way to stop it
+    pattern = re.search(r"grep -E '(.*)'", curl_line)
+    assert pattern is not None
+    grepped = [line for line in text.splitlines() if re.search(pattern.group(1), line)]
+    assert 'memcachier_up{cache="web"} 1.0' in grepped
+    assert 'memcachier_up{cache="jobs"} 1.0' in grepped
+    servers = [s.name for c in emulator.caches for s in c.servers]
+    assert sum(line.startswith("memcached_current_bytes") for line in grepped) == len(servers)
+
+
+def test_fastapi_snippet_is_the_example() -> None:
+    """The README's lifespan snippet is the one examples/fastapi_app.py runs (and its tests test)."""
+    (snippet,) = blocks("python readme-fastapi")
+    example = (ROOT / "examples" / "fastapi_app.py").read_text()
+    assert textwrap.indent(snippet, "    ") in example
