@@ -296,7 +296,10 @@ async def test_run_polls_the_given_number_of_rounds(
         exporter = Exporter([("web", api)], interval=0.01)
         await exporter.run(rounds=3)
     assert exporter.rounds == 3
-    assert emulator.calls["stats"] == 3
+    # A round that finds the previous call still running skips the cache
+    # (counted), so under load there can be fewer calls than rounds.
+    assert 1 <= emulator.calls["stats"] <= 3
+    assert exporter.state.view().samples["web"].up
 
 
 def test_interval_must_be_positive() -> None:
