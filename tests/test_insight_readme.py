@@ -1,0 +1,140 @@
+"""The README's insight section runs as written, against respx and the emulator."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from memcachier_async import AsyncAnalytics, CacheCredentials, RetryPolicy
+from memcachier_async.testing import Emulator
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).parent.parent
+SAMPLES = Path(__file__).parent / "samples"
+BASE = "https://analytics.memcachier.com/api/v1"
+
+
+def insight_examples() -> dict[str, Any]:
+    """Execute the ``python readme-example`` blocks of the insight section."""
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"<!-- section:insight -->(.*?)<!-- /section:insight -->", readme, re.S)
+    assert section is not None
+    blocks = re.findall(r"```python readme-example\n(.*?)```", section.group(1), re.S)
+    assert len(blocks) == 5
+    namespace: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, "README.md:insight", "exec"), namespace)
+    return namespace
+
+
+def sample(name: str) -> Any:
+    return json.loads((SAMPLES / name).read_text())
+
+
+def client(cache_id: int = 1561, username: str = "user") -> AsyncAnalytics:
+    return AsyncAnalytics(username, "pw", cache_id=cache_id, retry=RetryPolicy.disabled())
+
+
+async def test_totals_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """show_totals prints the server count, summed items and hits, and the fullest server."""
+    code = insight_examples()
+    with respx.mock(base_url=BASE) as router:
+        router.get("/1561/stats").respond(json=sample("insight_after.json"))
+        async with client() as api:
+            await code["show_totals"](api)
+    hits = sum(server["get_hits"] for server in sample("insight_after.json").values())
+    assert capsys.readouterr().out.splitlines() == [
+        f"4 servers: 45 items, {hits} hits since start",
+        "memory: 4500 of 16000 bytes used",
+        "fullest: b.example.com:11211 at 75%",
+    ]
+
+
+async def test_hit_rate_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """show_hit_rate compares two snapshots: 121 hits of 179 lookups, 12.5 gets/s."""
+    code = insight_examples()
+    with respx.mock(base_url=BASE) as router:
+        router.get("/1561/stats").mock(
+            side_effect=[
+                httpx.Response(200, json=sample("insight_before.json")),
+                httpx.Response(200, json=sample("insight_after.json")),
+            ]
+        )
+        async with client() as api:
+            await code["show_hit_rate"](api, seconds=0)
+    assert capsys.readouterr().out.splitlines() == [
+        "hit rate over 20 s: 67.6%",
+        "gets/s: 12.50, evictions/s: 0.50",
+        "  a.example.com:11211: get hit rate 0.8",
+        "  b.example.com:11211: get hit rate 0.4",
+        "  c.example.com:11211: get hit rate None",
+        "  e.example.com:11211: get hit rate None",
+    ]
+
+
+async def test_history_chart_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """hit_rate_chart gives one point per later sampling time of the emulator's history."""
+    code = insight_examples()
+    emulator = Emulator(history_interval=60.0)
+    emulator.backfill(6, ops_per_sample=500)
+    async with emulator.client(retry=RetryPolicy.disabled()) as api:
+        points = await code["hit_rate_chart"](api)
+    assert len(points) == 5
+    assert all(rate is not None and 0 <= rate <= 1 for _, rate in points)
+    assert len(capsys.readouterr().out.splitlines()) == 5
+
+
+async def test_fan_out_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """check_all reports stats, missing servers and other errors, one line per cache."""
+    code = insight_examples()
+    with respx.mock(base_url=BASE) as router:
+        router.get("/1/stats").respond(json=sample("stats_two_servers.json"))
+        router.get("/2/stats").respond(500, text="Server error: mc2.example.com:11211")
+        router.get("/3/stats").respond(403, text="You are not authorized to perform this action.")
+        targets = [client(i, f"cache{i}") for i in (1, 2, 3)]
+        await code["check_all"](targets)
+        for api in targets:
+            await api.aclose()
+    assert sorted(capsys.readouterr().out.splitlines()) == [
+        "cache1: 2 servers, 23 bytes used",
+        "cache2: no answer from mc2.example.com:11211",
+        "cache3: PermissionDeniedError: 403 Forbidden from GET "
+        f"{BASE}/3/stats: You are not authorized to perform this action.",
+    ]
+
+
+async def test_poll_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """poll prints each cache's hit rate once it has two snapshots."""
+    code = insight_examples()
+    template = sample("insight_idle_before.json")["idle.example.com:11211"]
+    calls: dict[str, int] = {}
+
+    def stats(request: httpx.Request) -> httpx.Response:
+        calls[request.url.path] = n = calls.get(request.url.path, 0) + 1
+        server = template | {
+            "cmd_get": 10 * n,
+            "get_hits": 9 * n,
+            "get_misses": n,
+            "time": 1_500_000_000 + 60 * n,
+        }
+        return httpx.Response(200, json={"s1:11211": server})
+
+    with respx.mock(base_url=BASE) as router:
+        router.get(path__regex=r"/\d+/stats").mock(side_effect=stats)
+        targets = [CacheCredentials(f"cache{i}", "pw", cache_id=i) for i in (1, 2)]
+        await code["poll"](targets, interval=0.2, rounds=3)
+    lines = capsys.readouterr().out.splitlines()
+    # From the second snapshot of a cache on (round 1, unless its first call
+    # was slower than a round): 9 hits in 10 gets.
+    assert {line.split(" ", 2)[2] for line in lines} == {
+        "cache1: hit rate 0.9",
+        "cache2: hit rate 0.9",
+    }
+    assert all(line.startswith(("round 1 ", "round 2 ")) for line in lines)
