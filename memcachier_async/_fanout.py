@@ -178,8 +178,12 @@ class _Clients:
             self._owns_shared = True
         return self._shared
 
-    def get(self, index: int) -> AsyncAnalytics:
-        """The client of target ``index``; raises what the constructor raises."""
+    def get(self, index: int, *, keep: bool = True) -> AsyncAnalytics:
+        """The client of target ``index``; raises what the constructor raises.
+
+        ``keep`` keeps a client built from a credential set for the next call
+        (and the cache id it logged in for); a one-off call does not need it.
+        """
         target = self._targets[index]
         if isinstance(target, AsyncAnalytics):
             return target
@@ -192,7 +196,8 @@ class _Clients:
                 base_url=self._base_url,
                 http_client=self._shared_client(),
             )
-            self._built[index] = client
+            if keep:
+                self._built[index] = client
         return client
 
     async def aclose(self) -> None:
@@ -373,7 +378,7 @@ class FanOut(_Session, Generic[T]):
         error: Exception | None = None
         try:
             with anyio.CancelScope(deadline=deadline) as scope:
-                value = await self._call(self._clients.get(index))
+                value = await self._call(self._clients.get(index, keep=False))
             if scope.cancelled_caught:
                 error = CacheTimeout(_timeout_message(deadline - started), started=True)
         except Exception as exc:  # one cache's failure is its result, never the others'
