@@ -31,17 +31,25 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 __all__ = ["AiohttpTransport"]
 
 
+_TIMEOUTS: dict[tuple[float | None, float | None, float | None], aiohttp.ClientTimeout] = {}
+
+
 def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
     timeout: dict[str, float | None] = request.extensions.get("timeout") or {}
-    # aiohttp's ``connect`` covers waiting for a pooled connection and
-    # connecting; ``sock_connect`` the TCP/TLS connect alone.
-    pool, connect = timeout.get("pool"), timeout.get("connect")
-    return aiohttp.ClientTimeout(
-        total=None,
-        connect=None if pool is None or connect is None else pool + connect,
-        sock_connect=connect,
-        sock_read=timeout.get("read"),
-    )
+    pool, connect, read = timeout.get("pool"), timeout.get("connect"), timeout.get("read")
+    found = _TIMEOUTS.get((pool, connect, read))
+    if found is None:
+        if len(_TIMEOUTS) >= 64:  # a deadline makes each attempt's timeouts differ
+            _TIMEOUTS.clear()
+        # aiohttp's ``connect`` covers waiting for a pooled connection and
+        # connecting; ``sock_connect`` the TCP/TLS connect alone.
+        found = _TIMEOUTS[(pool, connect, read)] = aiohttp.ClientTimeout(
+            total=None,
+            connect=None if pool is None or connect is None else pool + connect,
+            sock_connect=connect,
+            sock_read=read,
+        )
+    return found
 
 
 def _map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
@@ -87,6 +95,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             verify = ssl.create_default_context()
         self._ssl: ssl.SSLContext | bool = verify
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, yarl.URL] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         try:
@@ -110,16 +119,27 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         return self._session
 
+    def _url(self, url: httpx.URL) -> yarl.URL:
+        text = str(url)
+        found = self._urls.get(text)
+        if found is None:
+            if len(self._urls) >= 256:
+                self._urls.clear()
+            # encoded=True: the URL is already escaped as httpx built it;
+            # aiohttp must not unescape a %2F in a credential name.
+            found = self._urls[text] = yarl.URL(text, encoded=True)
+        return found
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session or self._open()
-        content = await request.aread()
-        # encoded=True: the URL is already escaped as httpx built it; aiohttp
-        # must not unescape a %2F in a credential name.
-        url = yarl.URL(str(request.url), encoded=True)
+        try:
+            content = request.content
+        except httpx.RequestNotRead:
+            content = await request.aread()
         try:
             async with session.request(
                 request.method,
-                url,
+                self._url(request.url),
                 headers=request.headers.multi_items(),
                 data=content or None,
                 allow_redirects=False,

@@ -15,6 +15,7 @@ import anyio
 import httpx
 
 from . import _protocol as p
+from ._direct import DirectSender
 from ._errors import (
     Attempt,
     MemcachierError,
@@ -23,6 +24,7 @@ from ._errors import (
     UnknownCredentialError,
 )
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
+from ._pool import PoolTransport
 from ._retry import RetryPolicy, RetryTransport, attempts_of, reached_server
 from ._version import __version__
 
@@ -108,7 +110,7 @@ def _default_transport(backend: str, proxy: str | None) -> httpx.AsyncBaseTransp
         from ._aiohttp import AiohttpTransport
 
         return AiohttpTransport(limits=DEFAULT_LIMITS, proxy=proxy)
-    return httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS, proxy=proxy)
+    return PoolTransport(limits=DEFAULT_LIMITS, proxy=proxy)
 
 
 def _credential_name(credential: str | Credential) -> str:
@@ -183,6 +185,7 @@ class AsyncAnalytics:
             "User-Agent": USER_AGENT,
         }
         self._owns_client = http_client is None
+        self._direct: DirectSender | None = None
         if http_client is None:
             if transport is None:
                 transport = _default_transport(http_backend, _env_proxy(self._base_url))
@@ -194,6 +197,7 @@ class AsyncAnalytics:
                 limits=DEFAULT_LIMITS,
                 follow_redirects=False,
             )
+            self._direct = DirectSender(http_client, transport, self._headers)
         self._http = http_client
         self._cache_id = cache_id
         self._login_lock = anyio.Lock()
@@ -266,16 +270,25 @@ class AsyncAnalytics:
         spec = p.build_request(
             endpoint, self._base_url, cache_id=cache_id, username=username, body=body
         )
-        request = self._http.build_request(
-            spec.method,
-            spec.url,
-            content=spec.content,
-            headers={**self._headers, **spec.headers},
-            extensions=dict(spec.extensions),
-        )
         started = time.perf_counter()
         try:
-            response = await self._http.send(request)
+            if self._direct is not None and self._direct.usable():
+                response = await self._direct.send(
+                    spec.method,
+                    spec.url,
+                    content=spec.content,
+                    headers=spec.headers,
+                    extensions=spec.extensions,
+                )
+            else:
+                request = self._http.build_request(
+                    spec.method,
+                    spec.url,
+                    content=spec.content,
+                    headers={**self._headers, **spec.headers},
+                    extensions=dict(spec.extensions),
+                )
+                response = await self._http.send(request)
         except httpx.TransportError as exc:
             elapsed = time.perf_counter() - started
             raise _transport_error(spec, endpoint.idempotent, exc, elapsed) from exc

@@ -41,6 +41,7 @@ from memcachier_async import (
     Stats,
     TransportError,
 )
+from memcachier_async._pool import PoolTransport
 from memcachier_async._retry import (
     ATTEMPTS_EXTENSION,
     RETRIES_EXTENSION,
@@ -855,6 +856,7 @@ def test_environment_proxy_is_kept_under_the_retry_layer(
     client = AsyncAnalytics("user", PASSWORD)
     transport = client.http_client._transport
     assert isinstance(transport, RetryTransport)
-    assert isinstance(transport.inner, httpx.AsyncHTTPTransport)
-    pool = transport.inner._pool
+    # The default transport pools one-connection httpx transports (_pool.py).
+    assert isinstance(transport.inner, PoolTransport)
+    pool = transport.inner._new_slot()._pool
     assert (type(pool).__name__ == "AsyncHTTPProxy") is proxied

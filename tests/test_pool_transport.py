@@ -1,0 +1,188 @@
+"""The default transport (``_pool.PoolTransport``): connection reuse, limits, waits, expiry.
+
+A small HTTP/1.1 keep-alive server on anyio (so it runs under asyncio and
+trio alike) counts connections and requests in flight.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.abc
+import httpx
+import pytest
+
+from memcachier_async import AsyncAnalytics, RetryPolicy
+from memcachier_async._pool import PoolTransport
+
+pytestmark = pytest.mark.anyio
+
+BODY = json.dumps({"cache_id": 7}).encode()
+
+
+class Server:
+    """Answers every request with BODY; ``/slow`` after ``slow`` seconds."""
+
+    def __init__(self, slow: float = 0.3) -> None:
+        self.slow = slow
+        self.connections = 0
+        self.open = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.requests = 0
+        self.url = ""
+
+    async def handle(self, stream: anyio.abc.SocketStream) -> None:
+        self.connections += 1
+        self.open += 1
+        buffer = b""
+        try:
+            async with stream:
+                while True:
+                    while b"\r\n\r\n" not in buffer:
+                        chunk = await stream.receive()
+                        buffer += chunk
+                    head, _, buffer = buffer.partition(b"\r\n\r\n")
+                    await self.answer(stream, head.split(b" ")[1])
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        finally:
+            self.open -= 1
+
+    async def answer(self, stream: anyio.abc.SocketStream, target: bytes) -> None:
+        self.requests += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if target == b"/slow":
+                await anyio.sleep(self.slow)
+            body, extra = BODY, b""
+            if target == b"/gzip":
+                body, extra = gzip.compress(BODY), b"Content-Encoding: gzip\r\n"
+            await stream.send(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + extra
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    srv = Server()
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    srv.url = f"http://127.0.0.1:{port}"
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, srv.handle)
+        yield srv
+        tg.cancel_scope.cancel()
+
+
+def _limits(connections: int, expiry: float = 30.0) -> httpx.Limits:
+    return httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=expiry
+    )
+
+
+async def test_sequential_calls_share_one_connection(server: Server) -> None:
+    """One caller at a time: every request goes over the same kept-alive connection."""
+    async with httpx.AsyncClient(transport=PoolTransport(limits=_limits(10))) as client:
+        for _ in range(20):
+            response = await client.get(server.url + "/")
+            assert response.json() == {"cache_id": 7}
+    assert server.requests == 20
+    assert server.connections == 1
+
+
+async def test_connections_never_exceed_the_limit(server: Server) -> None:
+    """30 concurrent calls over a pool of 5: at most 5 connections, 5 in flight, all answered."""
+    results: list[int] = []
+    async with httpx.AsyncClient(transport=PoolTransport(limits=_limits(5))) as client:
+
+        async def call() -> None:
+            response = await client.get(server.url + "/slow")
+            results.append(response.status_code)
+
+        server.slow = 0.02
+        async with anyio.create_task_group() as tg:
+            for _ in range(30):
+                tg.start_soon(call)
+    assert results == [200] * 30
+    assert server.connections == 5
+    assert server.max_in_flight == 5
+
+
+async def test_waiting_past_the_pool_timeout_is_a_pool_timeout(server: Server) -> None:
+    """With every connection busy, a request waits only its pool timeout: httpx.PoolTimeout."""
+    timeout = httpx.Timeout(5.0, pool=0.05)
+    transport = PoolTransport(limits=_limits(1))
+    async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.get, server.url + "/slow")
+            await anyio.sleep(0.05)
+            with pytest.raises(httpx.PoolTimeout):
+                await client.get(server.url + "/")
+        # The busy connection came back: the pool works again.
+        assert (await client.get(server.url + "/")).status_code == 200
+    assert server.connections == 1
+
+
+async def test_cancelled_waiter_does_not_lose_the_connection(server: Server) -> None:
+    """Cancelling a request that waits for a connection leaves the pool whole."""
+    async with httpx.AsyncClient(transport=PoolTransport(limits=_limits(1))) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.get, server.url + "/slow")
+            await anyio.sleep(0.05)
+            with anyio.move_on_after(0.05):
+                await client.get(server.url + "/")
+        with anyio.fail_after(2):
+            assert (await client.get(server.url + "/")).status_code == 200
+
+
+async def test_idle_connections_expire(server: Server) -> None:
+    """A connection idle past keepalive_expiry is closed and replaced by a new one."""
+    transport = PoolTransport(limits=_limits(4, expiry=0.05))
+    async with httpx.AsyncClient(transport=transport) as client:
+        await client.get(server.url + "/")
+        await anyio.sleep(0.15)
+        await client.get(server.url + "/")
+        await anyio.sleep(0.05)
+        assert server.connections == 2
+        assert server.open == 1
+
+
+async def test_aclose_closes_every_connection(server: Server) -> None:
+    """Closing the transport closes its connections."""
+    client = httpx.AsyncClient(transport=PoolTransport(limits=_limits(4)))
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(client.get, server.url + "/slow")
+    assert server.open == 3
+    await client.aclose()
+    with anyio.fail_after(2):
+        while server.open:  # noqa: ASYNC110 - the server's sockets close on their own
+            await anyio.sleep(0.01)
+    with pytest.raises(RuntimeError):
+        await client.get(server.url + "/")
+
+
+async def test_compressed_body_is_decoded_by_the_client(server: Server) -> None:
+    """The transport returns the raw body; the client decodes gzip once."""
+    async with httpx.AsyncClient(transport=PoolTransport()) as client:
+        response = await client.get(server.url + "/gzip")
+    assert response.json() == {"cache_id": 7}
+
+
+async def test_sdk_uses_it_by_default(server: Server) -> None:
+    """AsyncAnalytics' own client sends through a PoolTransport (under the retry layer)."""
+    async with AsyncAnalytics(
+        "user", "pw", base_url=server.url + "/api/v1", retry=RetryPolicy.disabled()
+    ) as api:
+        assert isinstance(api.http_client._transport.inner, PoolTransport)  # type: ignore[attr-defined]
+        assert await api.login() == 7
