@@ -257,9 +257,9 @@ def credentials_create(selection: Selection, as_json: bool) -> None:
                 {
                     "username": created.sasl_username,
                     "password": created.sasl_password,
-                    "write": r._yes(created.write_capability),
-                    "flush": r._yes(created.flush_capability),
-                    "api": r._yes(created.api_capability),
+                    "write": r.yes_no(created.write_capability),
+                    "flush": r.yes_no(created.flush_capability),
+                    "api": r.yes_no(created.api_capability),
                 }
             )
         )
@@ -418,11 +418,11 @@ def _watch_table(views: list[_CacheView], round_number: int, interval: float) ->
         table.add_row(
             view.name,
             status,
-            r._DASH if data["servers"] is None else str(data["servers"]),
+            r.DASH if data["servers"] is None else str(data["servers"]),
             r.fmt_rate(data["request_rate"]),
             r.fmt_percent(data["hit_rate"]),
-            Text(r.fmt_percent(usage), style=r._usage_style(usage)),
-            Text(r.fmt_percent(fullest), style=r._usage_style(fullest)),
+            Text(r.fmt_percent(usage), style=r.usage_style(usage)),
+            Text(r.fmt_percent(fullest), style=r.usage_style(fullest)),
             r.fmt_rate(data["eviction_rate"]),
             str(view.failures),
         )

@@ -18,23 +18,32 @@ from ._insight import Insight, MemoryUsage, ProcessedStats, ServerMemory
 from ._models import Capabilities, Credential, NewCredential, ServerStats, Stats
 
 __all__ = [
+    "DASH",
+    "HISTORY_METRICS",
     "capabilities_json",
+    "capabilities_table",
     "credential_json",
     "credentials_table",
     "fmt_bytes",
     "fmt_percent",
     "fmt_rate",
+    "history_json",
     "history_table",
+    "insight_json",
+    "mapping_rows",
     "rates_table",
+    "server_stats_json",
     "sparkline",
     "stats_json",
     "stats_table",
+    "usage_style",
+    "yes_no",
 ]
 
 # Usage above these is shown in yellow, then red.
 _WARN_USAGE = 0.80
 _ALERT_USAGE = 0.95
-_DASH = "–"
+DASH = "–"
 
 # --- numbers -------------------------------------------------------------------
 
@@ -42,7 +51,7 @@ _DASH = "–"
 def fmt_bytes(value: float | None) -> str:
     """``1.5 MiB``; binary units, as memcached's limits are set."""
     if value is None:
-        return _DASH
+        return DASH
     size = float(value)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(size) < 1024 or unit == "GiB":
@@ -52,14 +61,14 @@ def fmt_bytes(value: float | None) -> str:
 
 
 def fmt_percent(value: float | None) -> str:
-    return _DASH if value is None else f"{value * 100:.1f}%"
+    return DASH if value is None else f"{value * 100:.1f}%"
 
 
 def fmt_rate(value: float | None) -> str:
-    return _DASH if value is None else f"{value:,.1f}/s"
+    return DASH if value is None else f"{value:,.1f}/s"
 
 
-def _usage_style(usage: float | None) -> str:
+def usage_style(usage: float | None) -> str:
     if usage is None:
         return ""
     if usage >= _ALERT_USAGE:
@@ -135,7 +144,7 @@ def capabilities_json(capabilities: Capabilities) -> dict[str, bool]:
 
 
 def _memory_cells(used: int, limit: int, usage: float | None) -> list[Text]:
-    style = _usage_style(usage)
+    style = usage_style(usage)
     return [
         Text(f"{fmt_bytes(used)} / {fmt_bytes(limit)}", style=style),
         Text(fmt_percent(usage), style=style),
@@ -215,7 +224,7 @@ _RATE_COLUMNS: tuple[tuple[str, Callable[[ProcessedStats], str]], ...] = (
 
 
 def _byte_rate(value: float | None) -> str:
-    return _DASH if value is None else f"{fmt_bytes(value)}/s"
+    return DASH if value is None else f"{fmt_bytes(value)}/s"
 
 
 def rates_table(change: Insight) -> Table:
@@ -336,7 +345,7 @@ def history_json(cache: str, series: Sequence[Insight]) -> dict[str, Any]:
 # --- credentials -----------------------------------------------------------------
 
 
-def _yes(value: bool) -> Text:
+def yes_no(value: bool) -> Text:
     return Text("yes", style="green") if value else Text("no", style="dim")
 
 
@@ -347,11 +356,11 @@ def credentials_table(credentials: Sequence[Credential]) -> Table:
     for c in credentials:
         table.add_row(
             Text(c.sasl_username, style="bold" if c.primary else ""),
-            _DASH if c.id is None else str(c.id),
-            _yes(c.primary),
-            _yes(c.write_capability),
-            _yes(c.flush_capability),
-            _yes(c.api_capability),
+            DASH if c.id is None else str(c.id),
+            yes_no(c.primary),
+            yes_no(c.write_capability),
+            yes_no(c.flush_capability),
+            yes_no(c.api_capability),
         )
     return table
 
@@ -361,9 +370,9 @@ def capabilities_table(username: str, capabilities: Capabilities) -> Table:
     for header in ("Write", "Flush", "API"):
         table.add_column(header)
     table.add_row(
-        _yes(capabilities.write_capability),
-        _yes(capabilities.flush_capability),
-        _yes(capabilities.api_capability),
+        yes_no(capabilities.write_capability),
+        yes_no(capabilities.flush_capability),
+        yes_no(capabilities.api_capability),
     )
     return table
 

@@ -424,3 +424,25 @@ def test_every_command_prints_json(command: list[str]) -> None:
     assert result.exit_code == 0, result.output
     for line in result.stdout.splitlines() if command[0] == "watch" else [result.stdout]:
         json.loads(line)
+
+
+def test_watch_in_a_terminal_draws_a_live_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a terminal, watch refreshes one live table (with a progress bar) instead of printing rounds."""
+    from rich.console import Console
+
+    from memcachier_async import _cli_ops
+
+    consoles: list[Console] = []
+
+    def terminal() -> Console:
+        console = Console(force_terminal=True, width=120, highlight=False)
+        consoles.append(console)
+        return console
+
+    monkeypatch.setattr(_cli_ops, "_console", terminal)
+    result = run("watch", "--emulator", "--rounds", "2", "--interval", "0.05")
+    assert result.exit_code == 0, result.output
+    assert consoles[0].is_terminal
+    assert "\x1b[" in result.stdout  # cursor and colour control: a live display
+    assert "Round 2" in result.stdout
+    assert "sessions" in result.stdout
