@@ -104,13 +104,15 @@ def _transport_error(
     return error
 
 
-def _default_transport(backend: str, proxy: str | None) -> httpx.AsyncBaseTransport:
+def _default_transport(
+    backend: str, limits: httpx.Limits, proxy: str | None
+) -> httpx.AsyncBaseTransport:
     if backend == "aiohttp":
         # Imported here: aiohttp is an optional extra.
         from ._aiohttp import AiohttpTransport
 
-        return AiohttpTransport(limits=DEFAULT_LIMITS, proxy=proxy)
-    return PoolTransport(limits=DEFAULT_LIMITS, proxy=proxy)
+        return AiohttpTransport(limits=limits, proxy=proxy)
+    return PoolTransport(limits=limits, proxy=proxy)
 
 
 def _credential_name(credential: str | Credential) -> str:
@@ -137,6 +139,7 @@ class AsyncAnalytics:
     :data:`DEFAULT_TIMEOUT`), closed by :meth:`aclose`.
     ``http_backend="aiohttp"`` (asyncio only, the ``aiohttp`` extra) sends
     its requests with aiohttp instead of httpcore: much less CPU per call.
+    ``limits`` sizes the connection pool of the client's own transport.
 
     Failed calls are retried by a :class:`RetryTransport` with ``retry``
     (default: a ``RetryPolicy()`` of this client's own), wrapped around the
@@ -157,6 +160,7 @@ class AsyncAnalytics:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         http_backend: Literal["httpx", "aiohttp"] = "httpx",
+        limits: httpx.Limits | None = None,
     ) -> None:
         if not isinstance(username, str) or not isinstance(password, str):
             raise TypeError("username and password must be str")
@@ -170,6 +174,9 @@ class AsyncAnalytics:
             raise ValueError(f"http_backend must be 'httpx' or 'aiohttp', not {http_backend!r}")
         if http_backend != "httpx" and (http_client is not None or transport is not None):
             raise ValueError("http_backend chooses the client's own transport: not with ours")
+        if limits is not None and (http_client is not None or transport is not None):
+            raise ValueError("limits size the client's own transport: not with ours")
+        limits = DEFAULT_LIMITS if limits is None else limits
         if http_client is not None and retry is not None and retry.max_attempts > 1:
             raise ValueError(
                 "retry= applies to the client's own transport; with http_client, wrap "
@@ -188,13 +195,13 @@ class AsyncAnalytics:
         self._direct: DirectSender | None = None
         if http_client is None:
             if transport is None:
-                transport = _default_transport(http_backend, _env_proxy(self._base_url))
+                transport = _default_transport(http_backend, limits, _env_proxy(self._base_url))
             if not isinstance(transport, RetryTransport) or retry is not None:
                 transport = RetryTransport(transport, RetryPolicy() if retry is None else retry)
             http_client = httpx.AsyncClient(
                 transport=transport,
                 timeout=timeout,
-                limits=DEFAULT_LIMITS,
+                limits=limits,
                 follow_redirects=False,
             )
             self._direct = DirectSender(http_client, transport, self._headers)

@@ -29,7 +29,9 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUT, AsyncAnalytics, _env_proxy
+from ._direct import DirectSender
 from ._errors import MemcachierError, ServerError
+from ._pool import PoolTransport
 from ._retry import RetryPolicy, RetryTransport
 
 __all__ = [
@@ -155,6 +157,7 @@ class _Clients:
         self._base_url = base_url
         self._shared = http_client
         self._owns_shared = False
+        self._shared_transport: httpx.AsyncBaseTransport | None = None
         self._transport = transport
         self._retry = retry
         self._pool_size = pool_size
@@ -167,7 +170,7 @@ class _Clients:
                 max_keepalive_connections=self._pool_size,
                 keepalive_expiry=DEFAULT_LIMITS.keepalive_expiry,
             )
-            transport = self._transport or httpx.AsyncHTTPTransport(
+            transport = self._transport or PoolTransport(
                 limits=limits, proxy=_env_proxy(self._base_url)
             )
             if not isinstance(transport, RetryTransport) or self._retry is not None:
@@ -175,6 +178,7 @@ class _Clients:
             self._shared = httpx.AsyncClient(
                 transport=transport, timeout=DEFAULT_TIMEOUT, follow_redirects=False
             )
+            self._shared_transport = transport
             self._owns_shared = True
         return self._shared
 
@@ -196,6 +200,12 @@ class _Clients:
                 base_url=self._base_url,
                 http_client=self._shared_client(),
             )
+            if self._owns_shared and self._shared_transport is not None:
+                # The shared client is ours: send straight to its transport
+                # as AsyncAnalytics does with its own (see _direct.py).
+                client._direct = DirectSender(
+                    self._shared_client(), self._shared_transport, client._headers
+                )
             if keep:
                 self._built[index] = client
         return client

@@ -186,3 +186,26 @@ async def test_sdk_uses_it_by_default(server: Server) -> None:
     ) as api:
         assert isinstance(api.http_client._transport.inner, PoolTransport)  # type: ignore[attr-defined]
         assert await api.login() == 7
+
+
+async def test_limits_size_the_sdk_pool(server: Server) -> None:
+    """AsyncAnalytics(limits=...) caps the connections of its own transport."""
+    api = AsyncAnalytics(
+        "user",
+        "pw",
+        cache_id=7,
+        base_url=server.url + "/api/v1",
+        limits=_limits(3),
+        retry=RetryPolicy.disabled(),
+    )
+    async with api, anyio.create_task_group() as tg:
+        server.slow = 0.02
+        for _ in range(12):
+            tg.start_soon(api.http_client.get, server.url + "/slow")
+    assert server.connections == 3
+
+
+def test_limits_with_a_transport_of_your_own_are_refused() -> None:
+    """limits= only sizes the SDK's own transport: with transport= it is a ValueError."""
+    with pytest.raises(ValueError, match="limits"):
+        AsyncAnalytics("user", "pw", limits=_limits(3), transport=PoolTransport())
