@@ -389,6 +389,14 @@ async def test_wrong_method_gets_405(
         assert response.headers["allow"] == allow
 
 
+@pytest.mark.anyio
+async def test_auth_comes_before_routing(emu: Emulator) -> None:
+    """A request to no endpoint without a valid credential gets 401, not 404."""
+    async with httpx.AsyncClient(transport=emu.transport(), auth=("NOBODY", "x")) as client:
+        response = await client.get(BASE + "/nope")
+    assert response.status_code == 401
+
+
 # --- injected faults ------------------------------------------------------------
 
 

@@ -424,8 +424,12 @@ class Emulator:
         """The answer to one request (or a :class:`Drop` of the connection)."""
         route = h.route(method, raw_path)
         if isinstance(route, h.Reply):
-            return route
-        self.calls[route.endpoint] += 1
+            # Auth comes first on every request, even one to no endpoint.
+            with self._lock:
+                known = self._authenticate(authorization) is not None
+            return route if known else self._unauthorized()
+        with self._lock:
+            self.calls[route.endpoint] += 1
         plan = self.faults
         fault = plan.decide(route.endpoint) if plan is not None else NO_FAULT
         if fault.delay:
@@ -456,6 +460,10 @@ class Emulator:
     def _error(self, status: int, text: str) -> h.Reply:
         return h.text_reply(status, text, as_json=self.json_errors)
 
+    def _unauthorized(self) -> h.Reply:
+        reply = self._error(401, h.UNAUTHORIZED)
+        return _with_headers(reply, (("WWW-Authenticate", 'Basic realm="api"'),))
+
     def _authenticate(self, authorization: str | None) -> EmulatedCredential | None:
         if authorization is None:
             return None
@@ -481,8 +489,7 @@ class Emulator:
         with self._lock:
             credential = self._authenticate(authorization)
             if credential is None:
-                reply = self._error(401, h.UNAUTHORIZED)
-                return _with_headers(reply, (("WWW-Authenticate", 'Basic realm="api"'),))
+                return self._unauthorized()
             if not credential.api_capability:
                 return self._error(403, h.NOT_AUTHORIZED)
             cache = self._caches.get(credential.cache_id)

@@ -17,7 +17,8 @@ transport needs only the SDK's own dependencies.
 
 Where the API reference is silent, the emulator chooses (and its tests pin):
 
-- an unknown or wrong credential gets ``401`` ``Invalid username or password.``;
+- an unknown or wrong credential gets ``401`` ``Invalid username or password.``,
+  checked before routing (a path the API does not have then gets ``404``);
 - a cache id in the path that is not the credential's gets ``403``;
 - a deactivated cache (``cache.active = False``) gets ``404 No cache found.``
   on every call;
