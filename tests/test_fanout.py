@@ -56,23 +56,19 @@ class FakeCaches(httpx.AsyncBaseTransport):
     """Answers stats calls by username, and measures how many are in flight.
 
     ``behaviour`` maps a username to ``"hang"``, ``"fail"`` (500 naming two
-    servers), ``"forbidden"`` (403) or ``"slow"``; anyone else gets stats
-    after ``delay`` seconds (the first ``slow_start`` requests wait
-    ``warmup`` seconds, so the pool fills up).
+    servers) or ``"forbidden"`` (403); anyone else gets stats after
+    ``delay`` seconds. With ``fill``, the first ``fill`` requests are held
+    until that many are in flight at once (or 5 s passed), so the test
+    sees the pool fill up whatever the speed of the machine.
     """
 
     def __init__(
-        self,
-        behaviour: dict[str, str] | None = None,
-        *,
-        delay: float = 0.0,
-        warmup: float = 0.0,
-        slow_start: int = 0,
+        self, behaviour: dict[str, str] | None = None, *, delay: float = 0.0, fill: int = 0
     ) -> None:
         self.behaviour = behaviour or {}
         self.delay = delay
-        self.warmup = warmup
-        self.slow_start = slow_start
+        self.fill = fill
+        self.filled = anyio.Event()
         self.in_flight = 0
         self.max_in_flight = 0
         self.received = 0
@@ -83,11 +79,16 @@ class FakeCaches(httpx.AsyncBaseTransport):
         number = self.received
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if self.in_flight >= self.fill:
+            self.filled.set()
         try:
             kind = self.behaviour.get(username_of(request), "ok")
             if kind == "hang":
                 await anyio.sleep_forever()
-            await anyio.sleep(self.warmup if number <= self.slow_start else self.delay)
+            if number <= self.fill:
+                with anyio.move_on_after(5.0):
+                    await self.filled.wait()
+            await anyio.sleep(self.delay)
             self.answered += 1
             if kind == "fail":
                 return httpx.Response(500, text="Server error: mc1:11211,mc2:11211")
@@ -117,7 +118,7 @@ async def stats_of(api: AsyncAnalytics) -> Stats:
 
 async def test_thousand_caches_all_arrive_within_the_limit() -> None:
     """1,000 caches: one result each, and never more than 50 requests in flight (measured)."""
-    fake = FakeCaches(warmup=0.2, slow_start=200)
+    fake = FakeCaches(fill=50)
     sampled: list[int] = []
     async with fan_out(
         credentials(1000), stats_of, concurrency=50, transport=fake, retry=NO_RETRY
@@ -136,7 +137,7 @@ async def test_thousand_caches_all_arrive_within_the_limit() -> None:
 
 async def test_default_concurrency_stays_within_the_pool() -> None:
     """Without concurrency=, at most the default pool size (100) is in flight."""
-    fake = FakeCaches(warmup=0.2, slow_start=300)
+    fake = FakeCaches(fill=100)
     results = await collect(fan_out(credentials(400), stats_of, transport=fake, retry=NO_RETRY))
     assert len(results) == 400
     assert fake.max_in_flight == 100
