@@ -14,7 +14,9 @@ Columns (what each one does per call):
 ``concurrency`` tasks call in a loop. After ``warmup`` seconds (connections
 open, caches warm) the window of ``duration`` seconds is measured: process
 CPU time (``time.process_time``), calls finished, and the latency of each
-call that started and ended inside the window.
+call that started and ended inside the window. ``--pool N`` gives every
+column a pool of N connections (the latency-bound regime needs one per call
+in flight); otherwise each keeps its own default (100 for all four).
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ CACHE_ID = 1561
 Call = Callable[[], Awaitable[Any]]
 
 
-async def _floor(base: str, endpoint: str) -> tuple[Call, Callable[[], Awaitable[None]]]:
+async def _floor(
+    base: str, endpoint: str, pool: int | None
+) -> tuple[Call, Callable[[], Awaitable[None]]]:
     import aiohttp
     import orjson
 
-    session = aiohttp.ClientSession()
+    connector = aiohttp.TCPConnector(limit=pool) if pool else None
+    session = aiohttp.ClientSession(connector=connector)
     url = f"{base}/{CACHE_ID}/{endpoint}"
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     auth = f"Basic {token}"
@@ -55,10 +60,13 @@ async def _floor(base: str, endpoint: str) -> tuple[Call, Callable[[], Awaitable
     return call, session.close
 
 
-async def _httpx(base: str, endpoint: str) -> tuple[Call, Callable[[], Awaitable[None]]]:
+async def _httpx(
+    base: str, endpoint: str, pool: int | None
+) -> tuple[Call, Callable[[], Awaitable[None]]]:
     import httpx
 
-    client = httpx.AsyncClient()
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+    client = httpx.AsyncClient(limits=limits) if pool else httpx.AsyncClient()
     url = f"{base}/{CACHE_ID}/{endpoint}"
 
     async def call() -> Any:
@@ -69,11 +77,17 @@ async def _httpx(base: str, endpoint: str) -> tuple[Call, Callable[[], Awaitable
     return call, client.aclose
 
 
-def _sdk(backend: str | None) -> Callable[[str, str], Awaitable[tuple[Call, Any]]]:
-    async def make(base: str, endpoint: str) -> tuple[Call, Callable[[], Awaitable[None]]]:
+def _sdk(backend: str | None) -> Callable[[str, str, int | None], Awaitable[tuple[Call, Any]]]:
+    async def make(
+        base: str, endpoint: str, pool: int | None
+    ) -> tuple[Call, Callable[[], Awaitable[None]]]:
+        import httpx
+
         from memcachier_async import AsyncAnalytics
 
         extra: dict[str, Any] = {} if backend is None else {"http_backend": backend}
+        if pool:
+            extra["limits"] = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
         api = AsyncAnalytics(USER, PASSWORD, cache_id=CACHE_ID, base_url=base, **extra)
         call = {
             "stats": api.stats,
@@ -85,7 +99,7 @@ def _sdk(backend: str | None) -> Callable[[str, str], Awaitable[tuple[Call, Any]
     return make
 
 
-COLUMNS: dict[str, Callable[[str, str], Awaitable[tuple[Call, Any]]]] = {
+COLUMNS: dict[str, Callable[[str, str, int | None], Awaitable[tuple[Call, Any]]]] = {
     "floor": _floor,
     "httpx": _httpx,
     "sdk": _sdk(None),
@@ -101,8 +115,9 @@ async def measure(
     warmup: float,
     duration: float,
     profile: str | None = None,
+    pool: int | None = None,
 ) -> dict[str, Any]:
-    call, close = await COLUMNS[column](base, endpoint)
+    call, close = await COLUMNS[column](base, endpoint, pool)
     stop = False
     errors = 0
     finished = 0
@@ -175,6 +190,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     parser.add_argument("--profile", default=None, help="write cProfile stats of the window here")
+    parser.add_argument("--pool", type=int, default=None, help="connections (default: each's own)")
     args = parser.parse_args()
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
@@ -187,6 +203,7 @@ def main() -> None:
             args.warmup,
             args.duration,
             args.profile,
+            args.pool,
         )
     )
     print(json.dumps(result))

@@ -2,6 +2,7 @@
 
 - ``fanout-sdk``: ``fan_out`` over ``caches`` credential sets (cache ids
   given, so no login), ``AsyncAnalytics.stats`` each, at ``concurrency``.
+- ``fanout-sdk-aiohttp``: the same, the shared client on ``AiohttpTransport``.
 - ``fanout-aiohttp``: the same calls with raw aiohttp: one session with a
   pool of ``concurrency`` connections, ``asyncio.gather`` of every call, a
   semaphore of ``concurrency``, ``orjson.loads`` of each body.
@@ -24,13 +25,22 @@ from typing import Any
 USER, PASSWORD = "BENCH_USER", "bench-password"
 
 
-async def fanout_sdk(base: str, caches: int, concurrency: int) -> dict[str, Any]:
+async def fanout_sdk(
+    base: str, caches: int, concurrency: int, backend: str = "httpx"
+) -> dict[str, Any]:
+    import httpx
+
     from memcachier_async import AsyncAnalytics, CacheCredentials, fan_out
 
+    transport = None
+    if backend == "aiohttp":
+        from memcachier_async._aiohttp import AiohttpTransport
+
+        transport = AiohttpTransport(limits=httpx.Limits(max_connections=concurrency))
     targets = [CacheCredentials(f"user{i}", PASSWORD, cache_id=i + 1) for i in range(caches)]
     ok = errors = 0
     async with fan_out(
-        targets, AsyncAnalytics.stats, concurrency=concurrency, base_url=base
+        targets, AsyncAnalytics.stats, concurrency=concurrency, base_url=base, transport=transport
     ) as results:
         async for result in results:
             if result.ok:
@@ -104,7 +114,9 @@ async def rss(base: str, caches: int, concurrency: int, interval: float) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["fanout-sdk", "fanout-aiohttp", "rss"])
+    parser.add_argument(
+        "mode", choices=["fanout-sdk", "fanout-sdk-aiohttp", "fanout-aiohttp", "rss"]
+    )
     parser.add_argument("base_url")
     parser.add_argument("--caches", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=100)
@@ -118,13 +130,18 @@ def main() -> None:
         import aiohttp  # noqa: F401
         import orjson  # noqa: F401
     else:
-        import memcachier_async  # noqa: F401
+        import memcachier_async
+        import memcachier_async._aiohttp  # noqa: F401
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if args.mode == "rss":
         result = asyncio.run(rss(args.base_url, args.caches, args.concurrency, args.interval))
     else:
-        run = fanout_sdk if args.mode == "fanout-sdk" else fanout_aiohttp
-        result = asyncio.run(run(args.base_url, args.caches, args.concurrency))
+        if args.mode == "fanout-aiohttp":
+            work = fanout_aiohttp(args.base_url, args.caches, args.concurrency)
+        else:
+            backend = "aiohttp" if args.mode == "fanout-sdk-aiohttp" else "httpx"
+            work = fanout_sdk(args.base_url, args.caches, args.concurrency, backend)
+        result = asyncio.run(work)
     result.update(
         mode=args.mode,
         caches=args.caches,
