@@ -23,7 +23,9 @@ from memcachier_async import (
 )
 from memcachier_async.testing import Emulator, FaultPlan, Faults
 
-pytestmark = pytest.mark.slow
+# Not measured by coverage: the retry layer's lines are covered by its own
+# tests, and tracing every line of thousands of requests makes this 4x slower.
+pytestmark = [pytest.mark.slow, pytest.mark.no_cover]
 
 T = TypeVar("T")
 
