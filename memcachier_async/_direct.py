@@ -91,6 +91,11 @@ class DirectSender:
         )
         response = await self._transport.handle_async_request(request)
         response.request = request
+        if isinstance(response.stream, httpx.ByteStream):
+            # In memory (the retry layer returns bodies read): decode it
+            # without the async iteration aread() would go through.
+            response.read()
+            return response
         try:
             await response.aread()
         finally:

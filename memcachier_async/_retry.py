@@ -388,12 +388,18 @@ class _Call:
         limit = math.inf if remaining is None else max(remaining, 0.0)
         with anyio.move_on_after(limit):
             response = await self.inner.handle_async_request(attempt_request)
-            try:
-                body = await _read_raw(response)
-            finally:
-                # Shielded: a cancelled call must still hand its connection back.
-                with anyio.CancelScope(shield=True):
-                    await response.aclose()
+            if isinstance(response.stream, httpx.ByteStream):
+                # Already in memory (the SDK's own transports read the body
+                # and return the connection): nothing to hand back, no
+                # cancel scope to pay for.
+                body = b"".join(response.stream)
+            else:
+                try:
+                    body = await _read_raw(response)
+                finally:
+                    # Shielded: a cancelled call must still hand its connection back.
+                    with anyio.CancelScope(shield=True):
+                        await response.aclose()
             return httpx.Response(
                 response.status_code,
                 headers=response.headers,
