@@ -3,6 +3,8 @@ and the SDK against it in process."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -382,3 +384,45 @@ async def test_the_pytest_fixture(memcachier_emulator: Emulator) -> None:
     async with memcachier_emulator.client() as api:
         assert len(await api.stats()) == 3
         assert len(await api.history()) == 3
+
+
+# --- the public surface ------------------------------------------------------------
+
+
+def test_public_surface_of_testing() -> None:
+    """memcachier_async.testing exports exactly these names, sorted."""
+    import memcachier_async.testing as testing
+
+    assert testing.__all__ == sorted(testing.__all__, key=lambda n: (not n.isupper(), n))
+    assert set(testing.__all__) == {
+        "FAULT_KINDS",
+        "STATS_FIELDS",
+        "EmulatedCache",
+        "EmulatedCredential",
+        "Emulator",
+        "Fault",
+        "FaultPlan",
+        "Faults",
+        "MemcachedServer",
+        "ServerUnavailable",
+        "SimulatedServer",
+        "StatsSource",
+        "Traffic",
+    }
+
+
+def test_in_process_use_imports_no_server_dependency() -> None:
+    """The in-process emulator needs no extra: Starlette, uvicorn and pymemcache load lazily."""
+    code = (
+        "import sys, anyio\n"
+        "from memcachier_async.testing import Emulator\n"
+        "async def main():\n"
+        "    async with Emulator().client() as api:\n"
+        "        await api.stats()\n"
+        "anyio.run(main)\n"
+        "print(sorted({'starlette', 'uvicorn', 'pymemcache'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

@@ -41,8 +41,6 @@ _FIRST_CACHE_ID = 1561
 _FIRST_MEMCACHIER_ID = 11
 _FIRST_CREDENTIAL_ID = 40
 
-# Faults answered before the call is carried out.
-_EARLY_STATUS = {"server_error": 500, "partial": 500}
 _PROXY_STATUS = {"bad_gateway": 502, "unavailable": 503, "gateway_timeout": 504}
 
 
@@ -434,7 +432,7 @@ class Emulator:
         fault = plan.decide(route.endpoint) if plan is not None else NO_FAULT
         if fault.delay:
             await anyio.sleep(fault.delay)
-        early = self._early(fault, route.endpoint)
+        early = self._early(fault, route.endpoint, plan)
         if early is not None:
             return early
         reply = await self._perform(route, authorization, body, fault)
@@ -444,15 +442,17 @@ class Emulator:
             return h.malformed(fault.pick)
         return reply
 
-    def _early(self, fault: Fault, endpoint: str) -> h.Reply | h.Drop | None:
+    def _early(
+        self, fault: Fault, endpoint: str, plan: FaultPlan | None
+    ) -> h.Reply | h.Drop | None:
+        """The answer of a fault that strikes before the call is carried out."""
         kind = fault.kind
         if kind == "reset":
             return h.Drop(reset=True)
         if kind == "server_error" or (kind == "partial" and endpoint not in ("stats", "flush")):
             return self._error(500, h.SERVER_ERROR)
-        if kind == "rate_limit":
-            assert self.faults is not None
-            return h.rate_limited(self.faults.retry_after)
+        if kind == "rate_limit" and plan is not None:
+            return h.rate_limited(plan.retry_after)
         if kind in _PROXY_STATUS:
             return h.html_error(_PROXY_STATUS[kind])
         return None
