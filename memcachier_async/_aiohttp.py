@@ -132,9 +132,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session or self._open()
-        try:
-            content = request.content
-        except httpx.RequestNotRead:
+        if isinstance(request.stream, httpx.ByteStream):
+            content = b"".join(request.stream)  # no exception, no async iteration
+        else:
             content = await request.aread()
         try:
             async with session.request(

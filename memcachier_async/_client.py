@@ -280,7 +280,7 @@ class AsyncAnalytics:
         started = time.perf_counter()
         try:
             if self._direct is not None and self._direct.usable():
-                response = await self._direct.send(
+                response, content = await self._direct.send(
                     spec.method,
                     spec.url,
                     content=spec.content,
@@ -296,6 +296,7 @@ class AsyncAnalytics:
                     extensions=dict(spec.extensions),
                 )
                 response = await self._http.send(request)
+                content = response.content
         except httpx.TransportError as exc:
             elapsed = time.perf_counter() - started
             raise _transport_error(spec, endpoint.idempotent, exc, elapsed) from exc
@@ -315,7 +316,7 @@ class AsyncAnalytics:
                 status_code=response.status_code,
                 reason=response.reason_phrase,
                 headers=response.headers,
-                body=response.content,
+                body=content,
                 method=spec.method,
                 url=spec.url,
             )

@@ -21,7 +21,7 @@ import httpx
 
 __all__ = ["DirectSender"]
 
-_MAX_CACHED_URLS = 256
+_MAX_CACHED = 256
 
 
 class DirectSender:
@@ -43,6 +43,7 @@ class DirectSender:
         merged.update(self._own_headers)
         self._headers = merged
         self._urls: dict[str, httpx.URL] = {}
+        self._requests: dict[tuple[Any, ...], httpx.Request] = {}
 
     def usable(self) -> bool:
         """Whether the client is still exactly as the SDK made it."""
@@ -62,10 +63,52 @@ class DirectSender:
     def _url(self, url: str) -> httpx.URL:
         found = self._urls.get(url)
         if found is None:
-            if len(self._urls) >= _MAX_CACHED_URLS:
+            if len(self._urls) >= _MAX_CACHED:
                 self._urls.clear()
             found = self._urls[url] = httpx.URL(url)
         return found
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        extensions: Mapping[str, Any],
+    ) -> httpx.Request:
+        if content is None and not headers:
+            # A call without a body is the same request every time (the
+            # layers below never change a request; the retry layer copies
+            # it per attempt), so it is built once.
+            key = (method, url, *extensions.items())
+            found = self._requests.get(key)
+            if found is None:
+                if len(self._requests) >= _MAX_CACHED:
+                    self._requests.clear()
+                found = self._requests[key] = self._build(method, url, None, None, extensions)
+            return found
+        return self._build(method, url, content, headers, extensions)
+
+    def _build(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+        extensions: Mapping[str, Any],
+    ) -> httpx.Request:
+        if headers:
+            merged = httpx.Headers(self._headers)
+            merged.update(headers)
+        else:
+            merged = self._headers
+        return httpx.Request(
+            method,
+            self._url(url),
+            headers=merged,
+            content=content,
+            extensions={**extensions, "timeout": self._timeout_dict},
+        )
 
     async def send(
         self,
@@ -75,29 +118,18 @@ class DirectSender:
         content: bytes | None,
         headers: Mapping[str, str],
         extensions: Mapping[str, Any],
-    ) -> httpx.Response:
-        """The response, its body read, as ``client.send(request)`` would return it."""
-        if headers:
-            merged = httpx.Headers(self._headers)
-            merged.update(headers)
-        else:
-            merged = self._headers
-        request = httpx.Request(
-            method,
-            self._url(url),
-            headers=merged,
-            content=content,
-            extensions={**extensions, "timeout": self._timeout_dict},
-        )
+    ) -> tuple[httpx.Response, bytes]:
+        """The response and its decoded body, as ``client.send(request)`` would give them."""
+        request = self._request(method, url, content, headers, extensions)
         response = await self._transport.handle_async_request(request)
         response.request = request
         if isinstance(response.stream, httpx.ByteStream):
-            # In memory (the retry layer returns bodies read): decode it
-            # without the async iteration aread() would go through.
-            response.read()
-            return response
+            # In memory (the retry layer returns bodies read): no async
+            # iteration, and no decoder at all for an unencoded body.
+            if "content-encoding" not in response.headers:
+                return response, b"".join(response.stream)
+            return response, response.read()
         try:
-            await response.aread()
+            return response, await response.aread()
         finally:
             await response.aclose()
-        return response
