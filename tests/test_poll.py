@@ -255,7 +255,10 @@ async def test_memory_stays_constant_over_100_rounds(anyio_backend: Any) -> None
     finally:
         tracemalloc.stop()
     assert count == 100
-    assert objects[100] == objects[20]
+    # Not growing: a leak of one snapshot per round would add 80 x 2 x 4
+    # objects. The count can differ by a few between the two moments (a call
+    # of the next round already decoded, or not yet), hence the small slack.
+    assert objects[100] <= objects[20] + 8, objects
     # Keeping every snapshot and insight would be some 80 x 2 x 3 kB; what
     # stays is the last snapshots and the decoder's bounded cache of
     # timestamps (10-30 kB here, more if its dict happens to resize).
