@@ -6,8 +6,9 @@
 - ``fanout-aiohttp``: the same calls with raw aiohttp: one session with a
   pool of ``concurrency`` connections, ``asyncio.gather`` of every call, a
   semaphore of ``concurrency``, ``orjson.loads`` of each body.
-- ``rss``: ``watch`` over ``caches`` caches for 3 rounds; the process's peak
-  RSS (``ru_maxrss``) and current RSS after each round.
+- ``rss``: ``watch`` over ``caches`` caches for ``rounds`` rounds; after each
+  round the process's peak RSS (``ru_maxrss``), current RSS and the number
+  of objects the garbage collector tracks.
 """
 
 from __future__ import annotations
@@ -88,25 +89,30 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
 
 
-async def rss(base: str, caches: int, concurrency: int, interval: float) -> dict[str, Any]:
+async def rss(
+    base: str, caches: int, concurrency: int, interval: float, rounds_wanted: int
+) -> dict[str, Any]:
     from memcachier_async import CacheCredentials, watch
 
     targets = [CacheCredentials(f"user{i}", PASSWORD, cache_id=i + 1) for i in range(caches)]
     rounds: list[dict[str, Any]] = []
     started = time.perf_counter()
     async with watch(
-        targets, interval=interval, rounds=3, concurrency=concurrency, base_url=base
+        targets, interval=interval, rounds=rounds_wanted, concurrency=concurrency, base_url=base
     ) as poller:
         async for poll_round in poller:
+            counts = {s: poll_round.count(s) for s in ("ok", "failed", "pending")}
+            # An application handles a round and lets it go: so does this loop,
+            # or the previous round's results would stay alive into the next.
+            del poll_round
             gc.collect()
             rounds.append(
                 {
-                    "ok": poll_round.count("ok"),
-                    "failed": poll_round.count("failed"),
-                    "pending": poll_round.count("pending"),
+                    **counts,
                     "seconds": time.perf_counter() - started,
                     "peak_rss": _peak_rss(),
                     "rss": _rss_now(),
+                    "objects": len(gc.get_objects()),
                 }
             )
     return {"rounds": rounds}
@@ -121,6 +127,7 @@ def main() -> None:
     parser.add_argument("--caches", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--interval", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--cpu", type=int, default=None)
     args = parser.parse_args()
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
@@ -134,7 +141,9 @@ def main() -> None:
         import memcachier_async._aiohttp  # noqa: F401
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if args.mode == "rss":
-        result = asyncio.run(rss(args.base_url, args.caches, args.concurrency, args.interval))
+        result = asyncio.run(
+            rss(args.base_url, args.caches, args.concurrency, args.interval, args.rounds)
+        )
     else:
         if args.mode == "fanout-aiohttp":
             work = fanout_aiohttp(args.base_url, args.caches, args.concurrency)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import logging
 import os
@@ -55,6 +56,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=64)  # a fan-out builds thousands of clients on one base URL
 def _check_base_url(base_url: str) -> str:
     url = httpx.URL(base_url)
     if url.scheme == "https":
