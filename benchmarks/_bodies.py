@@ -1,8 +1,8 @@
 """Response bodies the origin serves and the decode benchmark parses.
 
 When the emulator (``memcachier_async.testing``) is importable, the bodies
-are recorded from it, so they have exactly the shape the SDK is tested
-against. Otherwise a seeded generator writes bodies of the same shape
+are recorded from it (in process, no sockets), so they have exactly the
+shape the SDK is tested against. Otherwise a seeded generator writes bodies of the same shape
 (31 integer stats fields per server, realistic magnitudes, history records
 interleaved per server): the benchmark must run on a checkout where the
 emulator is not there yet.
@@ -11,6 +11,7 @@ emulator is not there yet.
 from __future__ import annotations
 
 import json
+import os
 import random
 from typing import Any
 
@@ -116,21 +117,84 @@ def generated_credentials(count: int = 5) -> list[dict[str, Any]]:
 def _from_emulator() -> dict[str, bytes] | None:
     """Bodies recorded from the emulator, or ``None`` when it is not available."""
     try:
-        from emulator_bodies import record  # type: ignore[import-not-found]
+        from memcachier_async.testing import Emulator
     except ImportError:
         return None
-    return record()  # type: ignore[no-any-return]
+    import asyncio
+
+    return asyncio.run(_record(Emulator))
+
+
+async def _record(emulator_class: Any) -> dict[str, bytes]:
+    import httpx
+
+    out: dict[str, bytes] = {}
+    # (servers, samples of history): 250 samples × 4 servers = 1,000 records.
+    for servers, samples, names in (
+        (4, 250, ("login", "stats4", "history1k", "credentials")),
+        (4, 2500, ("history10k",)),
+        (64, 1, ("stats64",)),
+    ):
+        emulator = emulator_class(servers=servers, history_size=samples, history_interval=60.0)
+        emulator.backfill(samples, ops_per_sample=50)
+        for i in range(4):  # a few more credentials, as a real cache has
+            emulator.cache.add_credential(api=i % 2 == 0, flush=i % 3 == 0)
+        async with httpx.AsyncClient(
+            transport=emulator.transport(),
+            base_url="https://analytics.memcachier.com/api/v1",
+            auth=(emulator.username, emulator.password),
+        ) as client:
+            cache_id = emulator.cache.cache_id
+            paths = {
+                "login": "/login",
+                "stats4": f"/{cache_id}/stats",
+                "stats64": f"/{cache_id}/stats",
+                "history1k": f"/{cache_id}/history",
+                "history10k": f"/{cache_id}/history",
+                "credentials": f"/{cache_id}/credentials",
+            }
+            for name in names:
+                response = await client.get(paths[name])
+                response.raise_for_status()
+                out[name] = response.content
+        emulator.close()
+    return out
 
 
 def dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
+NAMES = ("login", "stats4", "stats64", "history1k", "history10k", "credentials")
+#: Set by run.py for its child processes: a folder of bodies recorded once.
+SHARED_DIR = "MEMCACHIER_BENCH_BODIES"
+
+
+def save(found: dict[str, bytes], source: str, folder: str) -> None:
+    for name in NAMES:
+        with open(os.path.join(folder, name + ".json"), "wb") as f:
+            f.write(found[name])
+    with open(os.path.join(folder, "source.txt"), "w") as f:
+        f.write(source)
+
+
+def _load(folder: str) -> tuple[dict[str, bytes], str]:
+    found = {}
+    for name in NAMES:
+        with open(os.path.join(folder, name + ".json"), "rb") as f:
+            found[name] = f.read()
+    with open(os.path.join(folder, "source.txt")) as f:
+        return found, f.read()
+
+
 def bodies() -> tuple[dict[str, bytes], str]:
     """(name → body, where they come from) for every body the benchmarks use."""
+    shared = os.environ.get(SHARED_DIR)
+    if shared:
+        return _load(shared)
     recorded = _from_emulator()
     if recorded is not None:
-        return recorded, "recorded from memcachier_async.testing"
+        return recorded, "recorded from the emulator (memcachier_async.testing.Emulator)"
     return {
         "login": dumps({"cache_id": 1561}),
         "stats4": dumps(generated_stats(4)),

@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,7 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _bodies import bodies  # noqa: E402
+from _bodies import SHARED_DIR, bodies, save  # noqa: E402
 
 COLUMNS = ["floor", "httpx", "sdk", "sdk-aiohttp"]
 LABELS = {
@@ -558,7 +559,11 @@ def main() -> None:
         os.sched_setaffinity(
             0, {origin_cpu}
         )  # this process mostly waits; keep it off the client's CPU
-    _, source = bodies()
+    # Recorded (or generated) once; the origin and the decode benchmark read them.
+    found, source = bodies()
+    shared = tempfile.mkdtemp(prefix="memcachier-bench-")
+    save(found, source, shared)
+    os.environ[SHARED_DIR] = shared
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]),
@@ -572,13 +577,16 @@ def main() -> None:
         "bodies": source,
     }
     log(f"{results['machine']['cpu']}; load {results['load_start']}; bodies {source}")
-    with origin(origin_cpu) as root:
-        results["origin"] = check_origin(root, (origin_cpu, client_cpu), args)
-        results["clients"] = client_matrix(root, (origin_cpu, client_cpu), args)
-        results["decode"] = decode(client_cpu, args)
-        results["fanout"] = fanout(root, client_cpu, args)
-        per_call = results["fanout"]["fanout-sdk"]["wall"]["median"] / args.caches
-        results["memory"] = memory(root, client_cpu, args, per_call)
+    try:
+        with origin(origin_cpu) as root:
+            results["origin"] = check_origin(root, (origin_cpu, client_cpu), args)
+            results["clients"] = client_matrix(root, (origin_cpu, client_cpu), args)
+            results["decode"] = decode(client_cpu, args)
+            results["fanout"] = fanout(root, client_cpu, args)
+            per_call = results["fanout"]["fanout-sdk"]["wall"]["median"] / args.caches
+            results["memory"] = memory(root, client_cpu, args, per_call)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     results["load_end"] = load()
     results["elapsed"] = time.monotonic() - started
     Path(args.out).write_text(report(results, args) + "\n")
