@@ -129,14 +129,15 @@ async def _record(emulator_class: Any) -> dict[str, bytes]:
     import httpx
 
     out: dict[str, bytes] = {}
-    # (servers, samples of history): 250 samples × 4 servers = 1,000 records.
-    for servers, samples, names in (
-        (4, 250, ("login", "stats4", "history1k", "credentials")),
-        (4, 2500, ("history10k",)),
-        (64, 1, ("stats64",)),
+    # (servers, history samples, operations between samples): 250 samples ×
+    # 4 servers = 1,000 records. The traffic makes the counters move.
+    for servers, samples, ops, names in (
+        (4, 250, 400, ("login", "stats4", "history1k", "credentials")),
+        (4, 2500, 100, ("history10k",)),
+        (64, 1, 200_000, ("stats64",)),
     ):
         emulator = emulator_class(servers=servers, history_size=samples, history_interval=60.0)
-        emulator.backfill(samples, ops_per_sample=50)
+        emulator.backfill(samples, ops_per_sample=ops)
         for i in range(4):  # a few more credentials, as a real cache has
             emulator.cache.add_credential(api=i % 2 == 0, flush=i % 3 == 0)
         async with httpx.AsyncClient(
