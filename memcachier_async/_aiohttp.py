@@ -92,7 +92,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._limits = limits or httpx.Limits()
         self._proxy = proxy
         if verify is True:
-            verify = ssl.create_default_context()
+            # The CA bundle httpx trusts (certifi, or SSL_CERT_FILE), as the default backend.
+            verify = httpx.create_ssl_context(verify=True)
         self._ssl: ssl.SSLContext | bool = verify
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, yarl.URL] = {}

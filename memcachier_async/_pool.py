@@ -61,7 +61,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
         self._proxy = proxy
         # One TLS context for all connections (httpx would build one per transport).
         self._ssl = (
-            verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
+            verify
+            if isinstance(verify, ssl.SSLContext)
+            else httpx.create_ssl_context(verify=verify)
         )
         self._slots: set[httpx.AsyncHTTPTransport] = set()
         self._idle: deque[tuple[httpx.AsyncHTTPTransport, float]] = deque()
