@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import shutil
@@ -182,6 +183,11 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def _latency_summary(values: Sequence[float]) -> dict[str, float]:
+    measured = [v for v in values if not math.isnan(v)]
+    return summary(measured) if measured else dict.fromkeys(("median", "min", "max"), math.nan)
+
+
 def rotated(items: Sequence[str], by: int) -> list[str]:
     by %= len(items)
     return [*items[by:], *items[:by]]
@@ -191,8 +197,8 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "cpu_us_per_call": summary([r["cpu_us_per_call"] for r in runs]),
         "calls_per_s": summary([r["calls_per_s"] for r in runs]),
-        "p50_ms": summary([r["p50_ms"] for r in runs]),
-        "p99_ms": summary([r["p99_ms"] for r in runs]),
+        "p50_ms": _latency_summary([r["p50_ms"] for r in runs]),
+        "p99_ms": _latency_summary([r["p99_ms"] for r in runs]),
         "cpu_share": summary([r["cpu_share"] for r in runs]),
         "errors": sum(r["errors"] for r in runs),
         "calls": sum(r["calls"] for r in runs),
@@ -327,6 +333,11 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f}"
 
 
+def _latency(s: dict[str, float]) -> str:
+    # No call both started and ended inside the window (they all waited too long).
+    return "—" if math.isnan(s["median"]) else f"{s['median']:.1f}"
+
+
 def _spread(s: dict[str, float], fmt: str = "{:,.0f}") -> str:
     return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
 
@@ -439,7 +450,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     add(
         f"`stats()` of a 4-server cache, {args.rounds} rounds, columns in turn (order rotating); "
         "each cell: median (min–max over rounds). ÷ floor: the column's median CPU per call "
-        "over the floor's. Every column has its default pool (100 connections).\n"
+        "over the floor's. Every column has its default pool (100 connections). "
+        "Latency: of the calls that started and ended inside the measured window "
+        "(— when none did).\n"
     )
     for c in CONCURRENCY:
         add(f"### Concurrency {c}\n")
@@ -458,8 +471,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         add(
             f"| {LABELS[column]} | {_spread(r['calls_per_s'])} | "
             f"{r['calls_per_s']['median'] / limit:.0%} | {_spread(r['cpu_us_per_call'])} | "
-            f"{r['cpu_share']['median']:.0%} | {r['p50_ms']['median']:.1f} | "
-            f"{r['p99_ms']['median']:.1f} | {r['errors']} |"
+            f"{r['cpu_share']['median']:.0%} | {_latency(r['p50_ms'])} | "
+            f"{_latency(r['p99_ms'])} | {r['errors']} |"
         )
     add("")
 
@@ -529,7 +542,7 @@ def _client_table(add: Any, rows: dict[str, Any]) -> None:
         add(
             f"| {LABELS[column]} | {_spread(r['cpu_us_per_call'])} | "
             f"{r['cpu_us_per_call']['median'] / floor:.2f}× | {_spread(r['calls_per_s'])} | "
-            f"{r['p50_ms']['median']:.1f} | {r['p99_ms']['median']:.1f} | {r['errors']} |"
+            f"{_latency(r['p50_ms'])} | {_latency(r['p99_ms'])} | {r['errors']} |"
         )
     add("")
 
