@@ -74,7 +74,9 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(one_line(message))
-        self.exit_code = exit_code
+        # click declares exit_code a class variable (a ClassVar since 8.2); an
+        # instance attribute shadows it, which is what click reads at exit.
+        setattr(self, "exit_code", exit_code)  # noqa: B010
 
 
 def one_line(text: str) -> str:

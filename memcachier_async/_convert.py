@@ -40,10 +40,12 @@ from ._models import (
 )
 
 _loads: Callable[[bytes], Any]
-try:  # orjson is optional; it only makes decoding faster.
-    from orjson import loads as _loads
+try:  # orjson is optional (the speedups extra); it only makes decoding faster.
+    import orjson
 except ImportError:  # pragma: no cover - exercised when orjson is absent
     _loads = json.loads
+else:
+    _loads = orjson.loads
 
 __all__ = ["decode", "structure"]
 
