@@ -13,3 +13,16 @@ pytest_plugins = ["memcachier_async.testing.pytest_plugin"]
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``unmeasured`` run without coverage tracing.
+
+    pytest-cov's own ``no_cover`` marker crashes under ``--no-cov`` (its
+    controller is then None), so it is only added while coverage is on.
+    """
+    if getattr(config.option, "no_cov", False) or not config.pluginmanager.hasplugin("_cov"):
+        return
+    for item in items:
+        if item.get_closest_marker("unmeasured") is not None:
+            item.add_marker(pytest.mark.no_cover)

@@ -25,7 +25,7 @@ from memcachier_async.testing import Emulator, FaultPlan, Faults
 
 # Not measured by coverage: the retry layer's lines are covered by its own
 # tests, and tracing every line of thousands of requests makes this 4x slower.
-pytestmark = [pytest.mark.slow, pytest.mark.no_cover]
+pytestmark = [pytest.mark.slow, pytest.mark.unmeasured]
 
 T = TypeVar("T")
 
