@@ -2,10 +2,9 @@
 
 When the emulator (``memcachier_async.testing``) is importable, the bodies
 are recorded from it (in process, no sockets), so they have exactly the
-shape the SDK is tested against. Otherwise a seeded generator writes bodies of the same shape
-(31 integer stats fields per server, realistic magnitudes, history records
-interleaved per server): the benchmark must run on a checkout where the
-emulator is not there yet.
+shape the SDK is tested against. Otherwise a seeded generator writes bodies
+of the same shape (the emulator's 31 stats fields per server, realistic
+magnitudes, history records interleaved per server).
 """
 
 from __future__ import annotations
@@ -15,39 +14,7 @@ import os
 import random
 from typing import Any
 
-STATS_FIELDS = (
-    "auth_cmds",
-    "auth_errors",
-    "bytes",
-    "bytes_read",
-    "bytes_written",
-    "cas_badval",
-    "cas_hits",
-    "cas_misses",
-    "cmd_delete",
-    "cmd_flush",
-    "cmd_get",
-    "cmd_set",
-    "cmd_touch",
-    "curr_connections",
-    "curr_items",
-    "decr_hits",
-    "decr_misses",
-    "delete_hits",
-    "delete_misses",
-    "evictions",
-    "expired",
-    "get_hits",
-    "get_misses",
-    "incr_hits",
-    "incr_misses",
-    "limit_maxbytes",
-    "time",
-    "total_connections",
-    "total_items",
-    "touch_hits",
-    "touch_misses",
-)
+from memcachier_async.testing import STATS_FIELDS
 
 _NOW = 1_767_225_600  # 2026-01-01T00:00:00Z: fixed, so bodies are the same every run
 
