@@ -16,7 +16,7 @@ import anyio
 import httpx
 
 from . import _protocol as p
-from ._direct import DirectSender
+from ._direct import DirectSender, SharedParts
 from ._errors import (
     Attempt,
     MemcachierError,
@@ -206,7 +206,7 @@ class AsyncAnalytics:
                 limits=limits,
                 follow_redirects=False,
             )
-            self._direct = DirectSender(http_client, transport, self._headers)
+            self._direct = DirectSender(SharedParts(http_client, transport), self._headers)
         self._http = http_client
         self._cache_id = cache_id
         self._login_lock = anyio.Lock()

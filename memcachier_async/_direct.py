@@ -10,51 +10,82 @@ timeout extension) from cached parts and hands it to the transport (the
 retry layer) itself. As soon as the client is changed (event hooks, auth,
 headers, cookies, timeout, redirects) or closed, the SDK goes back to
 ``client.send``, so the client's documented behaviour holds.
+
+A fan-out or a poller makes one ``AsyncAnalytics`` per cache, all on one
+``httpx.AsyncClient``: what their senders have in common (the client's
+headers merged with ours, the parsed origin of the URLs) is built once, in
+:class:`SharedParts`, not once per cache.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-__all__ = ["DirectSender"]
+__all__ = ["DirectSender", "SharedParts"]
 
 _MAX_CACHED = 256
+
+#: A path httpx keeps exactly as written: no percent-escapes, no characters
+#: it would quote, no empty, "." or ".." segments (that it would normalize).
+_PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+/?")
+_PROBE_PATH = "/0-probe/_x.y~z/"
 
 
 def _merged(base: httpx.Headers, own: Mapping[str, str]) -> httpx.Headers:
     """``base`` updated with ``own`` as ``Headers.update`` does it (the replaced
-    headers move to the end), in one pass: a fan-out builds a sender per cache."""
+    headers move to the end), in one pass."""
     replaced = {name.lower() for name in own}
     pairs = [(k, v) for k, v in base.multi_items() if k.lower() not in replaced]
     pairs.extend(own.items())
     return httpx.Headers(pairs)
 
 
-class DirectSender:
-    """Builds and sends requests for one owned ``httpx.AsyncClient``."""
+def _with_path(origin: httpx.URL, path: str) -> httpx.URL:
+    """``origin`` with ``path``, without parsing the URL again (httpx's parse
+    of a whole URL costs more than the rest of building a request)."""
+    url = httpx.URL.__new__(httpx.URL)
+    url._uri_reference = origin._uri_reference._replace(path=path)
+    return url
 
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        transport: httpx.AsyncBaseTransport,
-        headers: Mapping[str, str],
-    ) -> None:
-        self._client = client
-        self._transport = transport
-        self._own_headers = dict(headers)
-        self._timeout = client.timeout
-        self._timeout_dict = client.timeout.as_dict()
+
+def _parsed_origin(origin: str) -> httpx.URL | None:
+    """``scheme://authority`` parsed, if :func:`_with_path` gives on it exactly
+    the URL httpx parses (checked once: it relies on httpx's internals)."""
+    if "?" in origin or "#" in origin:
+        return None
+    try:
+        parsed = httpx.URL(origin)
+        fast = _with_path(parsed, _PROBE_PATH)
+        full = httpx.URL(origin + _PROBE_PATH)
+        same = (
+            fast._uri_reference == full._uri_reference
+            and str(fast) == str(full)
+            and fast.raw_path == full.raw_path
+        )
+    except Exception:  # an httpx without these internals (or a bad URL): parse whole
+        return None
+    return parsed if same else None
+
+
+class SharedParts:
+    """What the senders on one owned ``httpx.AsyncClient`` have in common."""
+
+    def __init__(self, client: httpx.AsyncClient, transport: httpx.AsyncBaseTransport) -> None:
+        self.client = client
+        self.transport = transport
+        self.timeout = client.timeout
+        self.timeout_dict = client.timeout.as_dict()
         self._client_headers = client.headers.raw
-        self._headers = _merged(client.headers, self._own_headers)
-        self._urls: dict[str, httpx.URL] = {}
-        self._requests: dict[tuple[Any, ...], httpx.Request] = {}
+        self._origins: dict[str, httpx.URL | None] = {}
+        self._templates: dict[tuple[tuple[str, str], ...], httpx.Headers] = {}
 
     def usable(self) -> bool:
         """Whether the client is still exactly as the SDK made it."""
-        client = self._client
+        client = self.client
         hooks = client.event_hooks
         return not (
             client.is_closed
@@ -62,17 +93,68 @@ class DirectSender:
             or hooks["response"]
             or client.auth is not None
             or client.follow_redirects
-            or client.timeout is not self._timeout
+            or client.timeout is not self.timeout
             or client.cookies
             or client.headers.raw != self._client_headers
         )
+
+    def headers(self, own: Mapping[str, str]) -> httpx.Headers:
+        """The client's headers updated with ``own``, as :func:`_merged` makes them.
+
+        The senders of one client differ only in ``Authorization``: the rest
+        is merged once into a template, copied per sender.
+        """
+        auth = [name for name in own if name.lower() == "authorization"]
+        if len(auth) != 1 or not own[auth[0]].isascii():
+            return _merged(self.client.headers, own)
+        key = tuple((k, "" if k == auth[0] else v) for k, v in own.items())
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= _MAX_CACHED:
+                self._templates.clear()
+            template = self._templates[key] = _merged(self.client.headers, dict(key))
+        merged = httpx.Headers(template)
+        merged[auth[0]] = own[auth[0]]  # in place: the header keeps its position
+        return merged
+
+    def url(self, url: str) -> httpx.URL:
+        """``httpx.URL(url)``; the origin is parsed once, the path put on it."""
+        scheme_end = url.find("://")
+        path_start = url.find("/", scheme_end + 3) if scheme_end > 0 else -1
+        if path_start > 0 and _PLAIN_PATH.fullmatch(url, path_start):
+            prefix = url[:path_start]
+            if prefix in self._origins:
+                origin = self._origins[prefix]
+            else:
+                if len(self._origins) >= _MAX_CACHED:
+                    self._origins.clear()
+                origin = self._origins[prefix] = _parsed_origin(prefix)
+            if origin is not None:
+                return _with_path(origin, url[path_start:])
+        return httpx.URL(url)
+
+
+class DirectSender:
+    """Builds and sends the requests of one client (one set of credentials)."""
+
+    def __init__(self, parts: SharedParts, headers: Mapping[str, str]) -> None:
+        self._parts = parts
+        self._transport = parts.transport
+        self._timeout_dict = parts.timeout_dict
+        self._headers = parts.headers(headers)
+        self._urls: dict[str, httpx.URL] = {}
+        self._requests: dict[tuple[Any, ...], httpx.Request] = {}
+
+    def usable(self) -> bool:
+        """Whether the client is still exactly as the SDK made it."""
+        return self._parts.usable()
 
     def _url(self, url: str) -> httpx.URL:
         found = self._urls.get(url)
         if found is None:
             if len(self._urls) >= _MAX_CACHED:
                 self._urls.clear()
-            found = self._urls[url] = httpx.URL(url)
+            found = self._urls[url] = self._parts.url(url)
         return found
 
     def _request(

@@ -29,7 +29,7 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUT, AsyncAnalytics, _env_proxy
-from ._direct import DirectSender
+from ._direct import DirectSender, SharedParts
 from ._errors import MemcachierError, ServerError
 from ._pool import PoolTransport
 from ._retry import RetryPolicy, RetryTransport
@@ -157,7 +157,7 @@ class _Clients:
         self._base_url = base_url
         self._shared = http_client
         self._owns_shared = False
-        self._shared_transport: httpx.AsyncBaseTransport | None = None
+        self._parts: SharedParts | None = None
         self._transport = transport
         self._retry = retry
         self._pool_size = pool_size
@@ -178,7 +178,8 @@ class _Clients:
             self._shared = httpx.AsyncClient(
                 transport=transport, timeout=DEFAULT_TIMEOUT, follow_redirects=False
             )
-            self._shared_transport = transport
+            # One set of parts for every client built here (see _direct.py).
+            self._parts = SharedParts(self._shared, transport)
             self._owns_shared = True
         return self._shared
 
@@ -200,12 +201,10 @@ class _Clients:
                 base_url=self._base_url,
                 http_client=self._shared_client(),
             )
-            if self._owns_shared and self._shared_transport is not None:
+            if self._owns_shared and self._parts is not None:
                 # The shared client is ours: send straight to its transport
                 # as AsyncAnalytics does with its own (see _direct.py).
-                client._direct = DirectSender(
-                    self._shared_client(), self._shared_transport, client._headers
-                )
+                client._direct = DirectSender(self._parts, client._headers)
             if keep:
                 self._built[index] = client
         return client
@@ -325,7 +324,8 @@ class FanOut(_Session, Generic[T]):
                 retry=retry,
             )
         )
-        self._limiter = anyio.CapacityLimiter(self._limit)
+        self._next = 0  # the index of the next target to start
+        self._running = 0
         self._remaining = len(self._targets)
         self._deadline_at = math.inf
         self._send: MemoryObjectSendStream[CacheResult[T]] | None = None
@@ -340,14 +340,18 @@ class FanOut(_Session, Generic[T]):
     @property
     def in_flight(self) -> int:
         """Calls running now (never more than ``concurrency``)."""
-        return int(self._limiter.borrowed_tokens)
+        return self._running
 
     async def _begin(self, tg: anyio.abc.TaskGroup) -> None:
         if self._deadline is not None:
             self._deadline_at = anyio.current_time() + self._deadline
         # Unbounded: a finished call never waits for the reader.
         self._send, self._receive = anyio.create_memory_object_stream[CacheResult[T]](math.inf)
-        tg.start_soon(self._feed, tg)
+        # ``concurrency`` workers, each starting the next target when its
+        # call ends: never more calls at once, and no task (nor limiter
+        # round trip) per target.
+        for _ in range(min(self._limit, len(self._targets))):
+            tg.start_soon(self._work)
 
     def _end(self) -> None:
         for stream in (self._send, self._receive):
@@ -358,43 +362,46 @@ class FanOut(_Session, Generic[T]):
         assert self._send is not None
         self._send.send_nowait(result)
 
-    async def _feed(self, tg: anyio.abc.TaskGroup) -> None:
-        # A call starts only when a slot is free, so no more than
-        # ``concurrency`` requests ever wait on the connection pool.
-        for index, target in enumerate(self._targets):
-            token = object()
-            with anyio.CancelScope(deadline=self._deadline_at) as waiting:
-                await self._limiter.acquire_on_behalf_of(token)
-            if waiting.cancelled_caught:
-                self._give_up(index)
-                return
-            tg.start_soon(self._run, index, target, token)
+    async def _work(self) -> None:
+        targets = self._targets
+        while self._next < len(targets):
+            index = self._next
+            self._next += 1
+            await self._run(index, targets[index])
 
     def _give_up(self, first: int) -> None:
+        self._next = len(self._targets)  # nothing else starts
         for index in range(first, len(self._targets)):
             error = CacheTimeout(
                 f"not started: the fan-out deadline ({self._deadline} s) passed", started=False
             )
             self._emit(CacheResult(self._targets[index], index, error=error))
 
-    async def _run(
-        self, index: int, target: AsyncAnalytics | CacheCredentials, token: object
-    ) -> None:
+    async def _run(self, index: int, target: AsyncAnalytics | CacheCredentials) -> None:
         started = anyio.current_time()
         deadline = self._deadline_at
+        if started >= deadline:
+            self._give_up(index)
+            return
         if self._timeout is not None:
             deadline = min(deadline, started + self._timeout)
         value: T | None = None
         error: Exception | None = None
+        self._running += 1
         try:
-            with anyio.CancelScope(deadline=deadline) as scope:
-                value = await self._call(self._clients.get(index, keep=False))
-            if scope.cancelled_caught:
-                error = CacheTimeout(_timeout_message(deadline - started), started=True)
+            client = self._clients.get(index, keep=False)
+            if deadline == math.inf:
+                # Nothing to time out: no cancel scope to pay for.
+                value = await self._call(client)
+            else:
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    value = await self._call(client)
+                if scope.cancelled_caught:
+                    error = CacheTimeout(_timeout_message(deadline - started), started=True)
         except Exception as exc:  # one cache's failure is its result, never the others'
             error = exc
         finally:
-            self._limiter.release_on_behalf_of(token)
+            self._running -= 1
         elapsed = anyio.current_time() - started
         self._emit(CacheResult(target, index, value, error, elapsed))
 
