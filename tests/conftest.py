@@ -10,6 +10,19 @@ import pytest
 pytest_plugins = ["memcachier_async.testing.pytest_plugin"]
 
 
+@pytest.fixture
+def clean_cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials, config or terminal width from the developer's shell."""
+    for name in (
+        "MEMCACHIER_USERNAME",
+        "MEMCACHIER_PASSWORD",
+        "MEMCACHIER_CONFIG",
+        "MEMCACHIER_BASE_URL",
+        "COLUMNS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

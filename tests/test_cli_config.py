@@ -29,19 +29,7 @@ from memcachier_async._cli_common import (
 )
 from memcachier_async.testing import Emulator
 
-ENV_VARS = (
-    "MEMCACHIER_USERNAME",
-    "MEMCACHIER_PASSWORD",
-    "MEMCACHIER_CONFIG",
-    "MEMCACHIER_BASE_URL",
-    "COLUMNS",
-)
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_cli_environment")
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -23,19 +23,7 @@ from memcachier_async._convert import structure
 from memcachier_async._models import HistoryRecord
 from memcachier_async.testing import Emulator, SimulatedServer
 
-ENV_VARS = (
-    "MEMCACHIER_USERNAME",
-    "MEMCACHIER_PASSWORD",
-    "MEMCACHIER_CONFIG",
-    "MEMCACHIER_BASE_URL",
-    "COLUMNS",
-)
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_cli_environment")
 
 
 def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:

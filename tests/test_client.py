@@ -23,6 +23,7 @@ from memcachier_async import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    RetryPolicy,
     ServerError,
     ServerStats,
     Stats,
@@ -35,6 +36,8 @@ pytestmark = pytest.mark.anyio
 
 BASE = "https://analytics.memcachier.com/api/v1"
 SAMPLES = Path(__file__).parent / "samples"
+# These tests pin one request per call.
+NO_RETRY = RetryPolicy.disabled()
 
 
 def sample(name: str) -> Any:
@@ -50,15 +53,7 @@ def router() -> Iterator[respx.MockRouter]:
 def client(**kwargs: Any) -> AsyncAnalytics:
     # No retries: these tests pin the one-request behaviour of each call.
     kwargs.setdefault("cache_id", 14)
-    return AsyncAnalytics("user", "hunter2-password", **no_retry(), **kwargs)
-
-
-def no_retry() -> dict[str, Any]:
-    try:
-        from memcachier_async import RetryPolicy  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    return {"retry": RetryPolicy.disabled()}
+    return AsyncAnalytics("user", "hunter2-password", retry=NO_RETRY, **kwargs)
 
 
 # --- every endpoint: what is sent, what comes back -------------------------
@@ -69,7 +64,7 @@ async def test_login_sends_get_with_basic_auth_and_returns_cache_id(
 ) -> None:
     """login is GET /login with Basic auth and our User-Agent, and returns the id."""
     route = router.get("/login").respond(json=sample("login.json"))
-    async with AsyncAnalytics("user", "pw", **no_retry()) as api:
+    async with AsyncAnalytics("user", "pw", retry=NO_RETRY) as api:
         assert await api.login() == 1561
         assert api.cache_id == 1561
     request = route.calls.last.request
@@ -274,7 +269,7 @@ async def test_fifty_concurrent_first_calls_log_in_once(router: respx.MockRouter
 
     login = router.get("/login").mock(side_effect=slow_login)
     stats = router.get("/77/stats").respond(json=sample("stats_reference.json"))
-    async with AsyncAnalytics("u", "p", **no_retry()) as api, anyio.create_task_group() as tg:
+    async with AsyncAnalytics("u", "p", retry=NO_RETRY) as api, anyio.create_task_group() as tg:
         for _ in range(50):
             tg.start_soon(api.stats)
     assert login.call_count == 1
@@ -299,7 +294,7 @@ async def test_failed_login_is_not_cached(router: respx.MockRouter) -> None:
             httpx.Response(200, json={"cache_id": 3}),
         ]
     )
-    async with AsyncAnalytics("u", "p", **no_retry()) as api:
+    async with AsyncAnalytics("u", "p", retry=NO_RETRY) as api:
         with pytest.raises(ServerError):
             await api.login()
         assert await api.login() == 3
@@ -502,7 +497,7 @@ async def test_requests_go_to_custom_loopback_base_url() -> None:
     with respx.mock(base_url="http://127.0.0.1:8080/api/v1") as router:
         route = router.get("/3/stats").respond(json=sample("stats_reference.json"))
         async with AsyncAnalytics(
-            "u", "p", cache_id=3, base_url="http://127.0.0.1:8080/api/v1", **no_retry()
+            "u", "p", cache_id=3, base_url="http://127.0.0.1:8080/api/v1", retry=NO_RETRY
         ) as api:
             await api.stats()
     assert route.called
@@ -575,7 +570,7 @@ async def test_transport_argument_is_used() -> None:
         return httpx.Response(200, json=sample("login.json"))
 
     async with AsyncAnalytics(
-        "u", "p", transport=httpx.MockTransport(handler), **no_retry()
+        "u", "p", transport=httpx.MockTransport(handler), retry=NO_RETRY
     ) as api:
         assert await api.login() == 1561
     assert [r.url.path for r in seen] == ["/api/v1/login"]

@@ -11,13 +11,15 @@ import httpx
 import pytest
 import respx
 
-from memcachier_async import AsyncAnalytics
+from memcachier_async import AsyncAnalytics, RetryPolicy
 
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).parent.parent
 SAMPLES = Path(__file__).parent / "samples"
 BASE = "https://analytics.memcachier.com/api/v1"
+# These tests pin one request per call.
+NO_RETRY = RetryPolicy.disabled()
 
 
 def section_code(name: str) -> dict[str, Any]:
@@ -31,15 +33,6 @@ def section_code(name: str) -> dict[str, Any]:
     for block in blocks:
         exec(compile(block, f"README.md:{name}", "exec"), namespace)
     return namespace
-
-
-def no_retry() -> dict[str, Any]:
-    """Pin one request per call where the retry layer exists."""
-    try:
-        from memcachier_async import RetryPolicy  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    return {"retry": RetryPolicy.disabled()}
 
 
 def sample(name: str) -> Any:
@@ -102,7 +95,7 @@ async def test_error_example_reports_missing_servers(capsys: pytest.CaptureFixtu
                 httpx.Response(403, text="You are not authorized to perform this action."),
             ]
         )
-        async with AsyncAnalytics("user", "pw", cache_id=5, **no_retry()) as api:
+        async with AsyncAnalytics("user", "pw", cache_id=5, retry=NO_RETRY) as api:
             await code["flush_carefully"](api)
             await code["flush_carefully"](api)
     assert capsys.readouterr().out.splitlines() == [
