@@ -35,7 +35,7 @@ async def fanout_sdk(
 
     transport = None
     if backend == "aiohttp":
-        from memcachier_async._aiohttp import AiohttpTransport
+        from memcachier_async._transports.aiohttp import AiohttpTransport
 
         transport = AiohttpTransport(limits=httpx.Limits(max_connections=concurrency))
     targets = [CacheCredentials(f"user{i}", PASSWORD, cache_id=i + 1) for i in range(caches)]
@@ -138,7 +138,7 @@ def main() -> None:
         import orjson  # noqa: F401
     else:
         import memcachier_async
-        import memcachier_async._aiohttp  # noqa: F401
+        import memcachier_async._transports.aiohttp  # noqa: F401
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if args.mode == "rss":
         result = asyncio.run(

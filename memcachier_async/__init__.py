@@ -33,7 +33,7 @@ from ._models import (
     Stats,
 )
 from ._poll import Poller, PollResult, PollRound, watch
-from ._retry import RetryBudget, RetryEvent, RetryPolicy, RetryTransport
+from ._transports.retry import RetryBudget, RetryEvent, RetryPolicy, RetryTransport
 from ._version import __version__
 
 __all__ = [

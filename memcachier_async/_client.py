@@ -16,7 +16,6 @@ import anyio
 import httpx
 
 from . import _protocol as p
-from ._direct import DirectSender, SharedParts
 from ._errors import (
     Attempt,
     MemcachierError,
@@ -25,8 +24,9 @@ from ._errors import (
     UnknownCredentialError,
 )
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
-from ._pool import PoolTransport
-from ._retry import RetryPolicy, RetryTransport, attempts_of, reached_server
+from ._transports.direct import DirectSender, SharedParts
+from ._transports.pool import PoolTransport
+from ._transports.retry import RetryPolicy, RetryTransport, attempts_of, reached_server
 from ._version import __version__
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "AsyncAnalytics"]
@@ -111,7 +111,7 @@ def _default_transport(
 ) -> httpx.AsyncBaseTransport:
     if backend == "aiohttp":
         # Imported here: aiohttp is an optional extra.
-        from ._aiohttp import AiohttpTransport
+        from ._transports.aiohttp import AiohttpTransport
 
         return AiohttpTransport(limits=limits, proxy=proxy)
     return PoolTransport(limits=limits, proxy=proxy)

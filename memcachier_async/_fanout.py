@@ -29,10 +29,10 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUT, AsyncAnalytics, _env_proxy
-from ._direct import DirectSender, SharedParts
 from ._errors import MemcachierError, ServerError
-from ._pool import PoolTransport
-from ._retry import RetryPolicy, RetryTransport
+from ._transports.direct import DirectSender, SharedParts
+from ._transports.pool import PoolTransport
+from ._transports.retry import RetryPolicy, RetryTransport
 
 __all__ = [
     "CacheCredentials",

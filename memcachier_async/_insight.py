@@ -28,7 +28,18 @@ from types import MappingProxyType
 
 import attrs
 
-from ._models import HistoryRecord, ServerStats, Stats
+from ._models import (
+    COUNTERS,
+    GAUGES,
+    HistoryRecord,
+    MemoryUsage,
+    ServerMemory,
+    ServerStats,
+    Stats,
+    memory_of,
+    ratio,
+    total_of,
+)
 
 __all__ = [
     "COUNTERS",
@@ -44,14 +55,6 @@ __all__ = [
     "next_baseline",
     "total_of",
 ]
-
-#: Fields that are current values, not counts since the server started.
-GAUGES: tuple[str, ...] = ("bytes", "curr_connections", "curr_items", "limit_maxbytes")
-_NOT_COUNTERS = frozenset({*GAUGES, "time", "extra"})
-#: Fields that count since the server started.
-COUNTERS: tuple[str, ...] = tuple(
-    a.name for a in attrs.fields(ServerStats) if a.name not in _NOT_COUNTERS
-)
 
 # memcached counts CAS commands in cmd_set, so CAS is not added again here;
 # auth is connection set-up, not a request for data.
@@ -211,75 +214,6 @@ class Insight:
         return (self.end - self.start).total_seconds()
 
 
-@attrs.frozen
-class ServerMemory:
-    """One server's memory: ``used`` of ``limit`` bytes (``usage`` = used / limit)."""
-
-    server: str
-    used: int
-    limit: int
-    usage: float | None
-
-
-@attrs.frozen
-class MemoryUsage:
-    """A cache's memory, overall and on its fullest server.
-
-    Shards fill unevenly and evictions start on the fullest one, so
-    ``fullest.usage`` can be near 1 while ``usage`` looks comfortable.
-    ``fullest`` is ``None`` for a cache without servers.
-    """
-
-    used: int
-    limit: int
-    usage: float | None
-    fullest: ServerMemory | None
-
-
-# --- one response ----------------------------------------------------------
-
-
-def total_of(stats: Stats) -> ServerStats:
-    """Counters and gauges summed over the servers; ``time`` the latest clock.
-
-    Fields the SDK does not know (``extra``) are left out: their kind is
-    unknown, and summing a gauge like ``uptime`` would be meaningless.
-    """
-    servers = list(stats.values())
-    if not servers:
-        raise ValueError("a cache without servers has no totals")
-    summed = {name: sum(getattr(s, name) for s in servers) for name in (*COUNTERS, *GAUGES)}
-    return ServerStats(time=max(s.time for s in servers), **summed)
-
-
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return numerator / denominator if denominator else None
-
-
-def _server_memory(server: str, stats: ServerStats) -> ServerMemory:
-    return ServerMemory(
-        server=server,
-        used=stats.bytes,
-        limit=stats.limit_maxbytes,
-        usage=_ratio(stats.bytes, stats.limit_maxbytes),
-    )
-
-
-def memory_of(stats: Stats) -> MemoryUsage:
-    """Memory used and allowed, overall and on the fullest server."""
-    per_server = [_server_memory(name, s) for name, s in stats.items()]
-    used = sum(m.used for m in per_server)
-    limit = sum(m.limit for m in per_server)
-    # Fullest by usage; a server without a limit ranks by bytes alone, below
-    # any with one. Ties break on the name, so the answer is stable.
-    fullest = max(
-        per_server,
-        key=lambda m: (m.usage if m.usage is not None else -1.0, m.used, m.server),
-        default=None,
-    )
-    return MemoryUsage(used=used, limit=limit, usage=_ratio(used, limit), fullest=fullest)
-
-
 # --- two snapshots -----------------------------------------------------------
 
 
@@ -324,13 +258,13 @@ def _processed(intervals: Sequence[_Interval], gauges: Iterable[ServerStats]) ->
             values[metric] = sum(sum(i.deltas[c] for c in counters) / i.seconds for i in intervals)
         for metric, (hits, misses) in _HIT_RATES.items():
             hit_count = _sum(intervals, hits)
-            values[metric] = _ratio(hit_count, hit_count + _sum(intervals, misses))
+            values[metric] = ratio(hit_count, hit_count + _sum(intervals, misses))
         # A fraction is a share of the traffic per second: with servers on
         # intervals of different lengths, a ratio of counts would weigh the
         # longer interval more.
         requests = values["request_rate"] or 0.0
         for metric, rate in _FRACTIONS.items():
-            values[metric] = _ratio(values[rate] or 0.0, requests)
+            values[metric] = ratio(values[rate] or 0.0, requests)
     return ProcessedStats(**values)
 
 

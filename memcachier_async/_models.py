@@ -10,22 +10,25 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NewType
+from typing import NewType
 
 import attrs
 
-if TYPE_CHECKING:
-    from ._insight import MemoryUsage, ServerMemory
-
 __all__ = [
+    "COUNTERS",
+    "GAUGES",
     "Capabilities",
     "Credential",
     "EpochMillis",
     "EpochSeconds",
     "HistoryRecord",
+    "MemoryUsage",
     "NewCredential",
+    "ServerMemory",
     "ServerStats",
     "Stats",
+    "memory_of",
+    "total_of",
 ]
 
 #: A moment sent as Unix seconds (``1500651085``), decoded to an aware UTC datetime.
@@ -109,22 +112,15 @@ class Stats(Mapping[str, ServerStats]):
     def __len__(self) -> int:
         return len(self.servers)
 
-    # The arithmetic lives in ``_insight``; imported on call because it
-    # builds on these classes.
-
     def total(self) -> ServerStats:
         """The cache as one server: counters and gauges summed, ``time`` the latest.
 
         Raises ``ValueError`` for a cache without servers.
         """
-        from ._insight import total_of
-
         return total_of(self)
 
     def memory(self) -> MemoryUsage:
         """Bytes used and allowed, overall and on the fullest server."""
-        from ._insight import memory_of
-
         return memory_of(self)
 
     def fullest(self) -> ServerMemory | None:
@@ -188,3 +184,80 @@ class NewCredential(Credential):
     """
 
     sasl_password: str = attrs.field(repr=False)
+
+
+# --- one snapshot's arithmetic (NOTES.md, "Stats semantics") ---------------------
+
+#: Fields that are current values, not counts since the server started.
+GAUGES: tuple[str, ...] = ("bytes", "curr_connections", "curr_items", "limit_maxbytes")
+_NOT_COUNTERS = frozenset({*GAUGES, "time", "extra"})
+#: Fields that count since the server started.
+COUNTERS: tuple[str, ...] = tuple(
+    a.name for a in attrs.fields(ServerStats) if a.name not in _NOT_COUNTERS
+)
+
+
+@attrs.frozen
+class ServerMemory:
+    """One server's memory: ``used`` of ``limit`` bytes (``usage`` = used / limit)."""
+
+    server: str
+    used: int
+    limit: int
+    usage: float | None
+
+
+@attrs.frozen
+class MemoryUsage:
+    """A cache's memory, overall and on its fullest server.
+
+    Shards fill unevenly and evictions start on the fullest one, so
+    ``fullest.usage`` can be near 1 while ``usage`` looks comfortable.
+    ``fullest`` is ``None`` for a cache without servers.
+    """
+
+    used: int
+    limit: int
+    usage: float | None
+    fullest: ServerMemory | None
+
+
+def total_of(stats: Stats) -> ServerStats:
+    """Counters and gauges summed over the servers; ``time`` the latest clock.
+
+    Fields the SDK does not know (``extra``) are left out: their kind is
+    unknown, and summing a gauge like ``uptime`` would be meaningless.
+    """
+    servers = list(stats.values())
+    if not servers:
+        raise ValueError("a cache without servers has no totals")
+    summed = {name: sum(getattr(s, name) for s in servers) for name in (*COUNTERS, *GAUGES)}
+    return ServerStats(time=max(s.time for s in servers), **summed)
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _server_memory(server: str, stats: ServerStats) -> ServerMemory:
+    return ServerMemory(
+        server=server,
+        used=stats.bytes,
+        limit=stats.limit_maxbytes,
+        usage=ratio(stats.bytes, stats.limit_maxbytes),
+    )
+
+
+def memory_of(stats: Stats) -> MemoryUsage:
+    """Memory used and allowed, overall and on the fullest server."""
+    per_server = [_server_memory(name, s) for name, s in stats.items()]
+    used = sum(m.used for m in per_server)
+    limit = sum(m.limit for m in per_server)
+    # Fullest by usage; a server without a limit ranks by bytes alone, below
+    # any with one. Ties break on the name, so the answer is stable.
+    fullest = max(
+        per_server,
+        key=lambda m: (m.usage if m.usage is not None else -1.0, m.used, m.server),
+        default=None,
+    )
+    return MemoryUsage(used=used, limit=limit, usage=ratio(used, limit), fullest=fullest)

@@ -38,7 +38,7 @@ from ._fanout import (
 )
 from ._insight import Insight, insight, next_baseline
 from ._models import Stats
-from ._retry import RetryPolicy
+from ._transports.retry import RetryPolicy
 
 __all__ = ["PollResult", "PollRound", "Poller", "watch"]
 

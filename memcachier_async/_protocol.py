@@ -9,9 +9,7 @@ success body decodes to, and whether repeating the call is safe.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -21,6 +19,7 @@ import attrs
 from ._convert import decode, sort_history
 from ._errors import api_error
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
+from ._transports.rules import ENDPOINT_EXTENSION, IDEMPOTENT_EXTENSION, parse_retry_after
 
 __all__ = [
     "ENDPOINTS",
@@ -34,11 +33,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-#: Request extension naming the endpoint (``"stats"``), read by the retry layer.
-ENDPOINT_EXTENSION = "memcachier_endpoint"
-#: Request extension: ``True`` when the call may safely be sent again.
-IDEMPOTENT_EXTENSION = "memcachier_idempotent"
 
 
 @attrs.frozen
@@ -212,29 +206,6 @@ def error_text(body: bytes) -> str:
         if isinstance(value, str):
             return value.strip()
     return text
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date).
-
-    ``None`` when the header is absent or unreadable; never negative.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # an HTTP date is GMT even when it does not say so
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN, inf
-        return None
-    return max(0.0, seconds)
 
 
 def parse_response(

@@ -26,7 +26,7 @@ from memcachier_async import (
     Stats,
     TransportError,
 )
-from memcachier_async._aiohttp import AiohttpTransport
+from memcachier_async._transports.aiohttp import AiohttpTransport
 
 web = pytest.importorskip("aiohttp.web")
 

@@ -20,7 +20,7 @@ from memcachier_async import (
     TransportError,
 )
 from memcachier_async._cli import main
-from memcachier_async._cli_common import (
+from memcachier_async._cli.common import (
     CacheTarget,
     ConfigError,
     Selection,

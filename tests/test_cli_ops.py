@@ -16,8 +16,8 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner, Result
 
-from memcachier_async import _cli_emulator as cli_emulator
 from memcachier_async import history_series
+from memcachier_async._cli import emulated as cli_emulator
 from memcachier_async._cli import main
 from memcachier_async._convert import structure
 from memcachier_async._models import HistoryRecord
@@ -418,7 +418,7 @@ def test_watch_in_a_terminal_draws_a_live_table(monkeypatch: pytest.MonkeyPatch)
     """In a terminal, watch refreshes one live table (with a progress bar) instead of printing rounds."""
     from rich.console import Console
 
-    from memcachier_async import _cli_ops
+    from memcachier_async._cli import watch as watch_module
 
     consoles: list[Console] = []
 
@@ -427,7 +427,7 @@ def test_watch_in_a_terminal_draws_a_live_table(monkeypatch: pytest.MonkeyPatch)
         consoles.append(console)
         return console
 
-    monkeypatch.setattr(_cli_ops, "_console", terminal)
+    monkeypatch.setattr(watch_module, "make_console", terminal)
     result = run("watch", "--emulator", "--rounds", "2", "--interval", "0.05")
     assert result.exit_code == 0, result.output
     assert consoles[0].is_terminal

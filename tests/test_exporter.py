@@ -20,8 +20,8 @@ from memcachier_async import (
     Stats,
     TransportError,
 )
+from memcachier_async._cli.exporter import Exporter, ExporterState, StatsCollector, error_kind
 from memcachier_async._convert import structure
-from memcachier_async._exporter import Exporter, ExporterState, StatsCollector, error_kind
 from memcachier_async.testing import Emulator, SimulatedServer
 
 SAMPLES = Path(__file__).parent / "samples"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from memcachier_async import AsyncAnalytics, RetryPolicy
-from memcachier_async._pool import PoolTransport
+from memcachier_async._transports.pool import PoolTransport
 
 pytestmark = pytest.mark.anyio
 

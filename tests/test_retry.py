@@ -41,8 +41,8 @@ from memcachier_async import (
     Stats,
     TransportError,
 )
-from memcachier_async._pool import PoolTransport
-from memcachier_async._retry import (
+from memcachier_async._transports.pool import PoolTransport
+from memcachier_async._transports.retry import (
     ATTEMPTS_EXTENSION,
     RETRIES_EXTENSION,
     DeadlineExceeded,

@@ -9,7 +9,7 @@ Both ways of serving (the in-process httpx transport and uvicorn) turn a
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import attrs
@@ -22,6 +22,7 @@ __all__ = [
     "SERVER_ERROR",
     "Drop",
     "Reply",
+    "RequestHandler",
     "Route",
     "json_reply",
     "route",
@@ -187,3 +188,22 @@ _MALFORMED: tuple[bytes, ...] = (
 def malformed(pick: float) -> Reply:
     """A ``200`` with one of the damaged bodies, chosen by ``pick`` in [0, 1)."""
     return Reply(200, _MALFORMED[int(pick * len(_MALFORMED))], _JSON)
+
+
+class RequestHandler(Protocol):
+    """What serves the API: the emulator's core, as seen by the two ways of serving it.
+
+    The in-process transport and the uvicorn app depend on this, not on the
+    core, so the core can build them without an import circle.
+    """
+
+    @property
+    def running(self) -> bool: ...
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+    async def handle(
+        self, method: str, raw_path: str, authorization: str | None, body: bytes
+    ) -> Reply | Drop: ...

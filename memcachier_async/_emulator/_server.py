@@ -14,15 +14,12 @@ import struct
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.to_thread
 
-from ._http import API_PREFIX, Drop
-
-if TYPE_CHECKING:
-    from ._core import Emulator
+from ._http import API_PREFIX, Drop, RequestHandler
 
 __all__ = ["serve"]
 
@@ -47,7 +44,7 @@ def _require_server() -> Any:
     return uvicorn
 
 
-def build_app(emulator: Emulator, abort: _Abort) -> Callable[[_Scope, _Receive, _Send], Any]:
+def build_app(emulator: RequestHandler, abort: _Abort) -> Callable[[_Scope, _Receive, _Send], Any]:
     """The ASGI app; ``abort(client, reset)`` drops the connection of ``client``."""
     from starlette.requests import Request
     from starlette.responses import Response
@@ -116,7 +113,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 @asynccontextmanager
-async def serve(emulator: Emulator, host: str, port: int) -> AsyncIterator[str]:
+async def serve(emulator: RequestHandler, host: str, port: int) -> AsyncIterator[str]:
     """Run the emulator on ``host:port`` (0: a free port); yields the base URL."""
     uvicorn = _require_server()
     sock = _bind(host, port)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
 from ._sources import MemcachedServer, SimulatedServer, StatsSource, Traffic
 
-if TYPE_CHECKING:
-    from ._core import Emulator
-
-__all__ = ["EmulatedCache", "EmulatedCredential"]
+__all__ = ["CacheOwner", "EmulatedCache", "EmulatedCredential"]
 
 
 @attrs.define(eq=False)
@@ -73,6 +71,39 @@ def source_from_spec(spec: dict[str, Any]) -> StatsSource:
     return MemcachedServer(spec["address"])
 
 
+class CacheOwner(Protocol):
+    """What an :class:`EmulatedCache` needs from the emulator that owns it.
+
+    The emulator's core implements this (and imports this module); the
+    cache only sees the interface, so the two modules do not import each
+    other.
+    """
+
+    seed: int
+    _lock: threading.RLock
+
+    @staticmethod
+    def _source(source: StatsSource | str, index: int) -> StatsSource: ...
+
+    def _save_cache(self, cache: EmulatedCache) -> None: ...
+
+    def _credentials_of(self, cache_id: int) -> list[EmulatedCredential]: ...
+
+    def _credential(self, cache_id: int, username: str | None) -> EmulatedCredential | None: ...
+
+    def _add_credential(
+        self,
+        cache_id: int,
+        *,
+        username: str | None,
+        password: str | None,
+        capabilities: dict[str, bool],
+        primary: bool,
+    ) -> EmulatedCredential: ...
+
+    def _remove_credential(self, cache_id: int, username: str) -> None: ...
+
+
 class EmulatedCache:
     """One cache: its servers, credentials and history.
 
@@ -82,7 +113,7 @@ class EmulatedCache:
 
     def __init__(
         self,
-        emulator: Emulator,
+        emulator: CacheOwner,
         *,
         cache_id: int,
         memcachier_id: int,

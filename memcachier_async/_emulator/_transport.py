@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import httpx
 
-from ._http import Drop
-
-if TYPE_CHECKING:
-    from ._core import Emulator
+from ._http import Drop, RequestHandler
 
 __all__ = ["EmulatorTransport"]
 
 
 class EmulatorTransport(httpx.AsyncBaseTransport):
-    """Hands each request to an :class:`Emulator`, whatever its host.
+    """Hands each request to the emulator, whatever its host.
 
     A dropped connection raises what httpx raises over a socket: a reset is
     ``httpx.ReadError``, a close without an answer ``httpx.RemoteProtocolError``.
     """
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: RequestHandler) -> None:
         self._emulator = emulator
 
     def __repr__(self) -> str:

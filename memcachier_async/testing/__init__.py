@@ -1,5 +1,7 @@
 """A local emulator of the MemCachier Analytics API, for tests and demos.
 
+The testing layer: it may import the SDK, and the SDK never imports it.
+
 ::
 
     from memcachier_async.testing import Emulator

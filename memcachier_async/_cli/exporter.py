@@ -31,8 +31,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._client import AsyncAnalytics
-from ._errors import (
+from memcachier_async._client import AsyncAnalytics
+from memcachier_async._errors import (
     APIError,
     AuthenticationError,
     DecodeError,
@@ -42,8 +42,8 @@ from ._errors import (
     ServerError,
     TransportError,
 )
-from ._models import ServerStats, Stats
-from ._poll import PollResult, watch
+from memcachier_async._models import ServerStats, Stats
+from memcachier_async._poll import PollResult, watch
 
 __all__ = [
     "CacheSample",

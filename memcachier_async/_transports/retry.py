@@ -37,8 +37,9 @@ import anyio
 import attrs
 import httpx
 
-from ._errors import Attempt
-from ._protocol import ENDPOINT_EXTENSION, IDEMPOTENT_EXTENSION, parse_retry_after
+from memcachier_async._errors import Attempt
+
+from .rules import ENDPOINT_EXTENSION, IDEMPOTENT_EXTENSION, parse_retry_after
 
 __all__ = [
     "ATTEMPTS_EXTENSION",

@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
-from ._cli_common import ConfigError, NamedClient
-from ._client import AsyncAnalytics
-from ._emulator._core import Emulator
-from ._emulator._sources import SimulatedServer
-from ._retry import RetryPolicy
+from memcachier_async._client import AsyncAnalytics
+from memcachier_async._transports.retry import RetryPolicy
+from memcachier_async.testing import Emulator, SimulatedServer
+
+from .common import ConfigError, NamedClient
 
 __all__ = ["DEMO_CACHES", "DEMO_USERNAMES", "build_emulator", "emulated_clients"]
 

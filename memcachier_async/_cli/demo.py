@@ -1,65 +1,29 @@
-"""The ``memcachier-analytics`` command.
-
-A click group: each command is a function attached to :func:`main` below
-(``demo``, ``emulator``, ...). A new command is one more function (or a
-module whose commands are attached here with ``main.add_command``); shared
-options and output helpers belong beside them, not in the commands.
-
-Needs the ``cli`` extra (click and rich); the ``emulator`` extra comes with it.
-"""
+"""The ``demo`` and ``emulator`` commands: a tour of the SDK, and the emulator served over TCP."""
 
 from __future__ import annotations
 
 import signal
-import sys
 import time
-from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from datetime import datetime
 from typing import Any
 
-try:
-    import click
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-except ImportError:  # pragma: no cover - depends on the environment
-    # Run as the console script without the extra: say what to install.
-    sys.exit(
-        "memcachier-analytics needs the cli extra: python -m pip install 'memcachier-async[cli]'"
-    )
-
 import anyio
+import click
+from rich.console import Console
 
 from memcachier_async import (
     AsyncAnalytics,
     PermissionDeniedError,
-    Stats,
-    __version__,
     history_series,
 )
-from memcachier_async._cli_ops import register as register_ops
 from memcachier_async.testing import Emulator, SimulatedServer
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="memcachier-analytics")
-def main() -> None:
-    """Read stats and history, flush and manage credentials of MemCachier caches.
-
-    Start with `memcachier-analytics demo`: it runs against a local
-    emulator, no account needed.
-    """
-
-
-# stats, history, flush, credentials, watch, export (in _cli_ops).
-register_ops(main)
-
+from . import render as r
 
 # --- emulator -------------------------------------------------------------
 
 
-@main.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free port).")
 @click.option(
@@ -171,7 +135,7 @@ def _print_emulator(console: Console, emu: Emulator, base_url: str) -> None:
 _MIB = 1024 * 1024
 
 
-@main.command()
+@click.command()
 @click.option(
     "--tcp", is_flag=True, help="Serve the emulator on loopback TCP instead of in process."
 )
@@ -219,7 +183,7 @@ async def _tour(console: Console, api: AsyncAnalytics) -> None:
     console.print(f"cache id {await api.login()} (username {api.username})")
 
     _step(console, 2, "Stats of every server", "GET /<id>/stats")
-    console.print(_stats_table(await api.stats()))
+    console.print(r.demo_stats_table(await api.stats()))
 
     _step(console, 3, "History", "GET /<id>/history")
     records = await api.history()
@@ -227,7 +191,7 @@ async def _tour(console: Console, api: AsyncAnalytics) -> None:
         f"{len(records)} records ({len({r.timestamp for r in records})} sampling times "
         f"× {len({r.server for r in records})} servers); the last five intervals:"
     )
-    console.print(_history_table(history_series(records)[-5:]))
+    console.print(r.demo_history_table(history_series(records)[-5:]))
 
     _step(console, 4, "Credentials", "POST, PATCH, POST primary, DELETE")
     await _credentials(console, api)
@@ -274,66 +238,7 @@ def _step(console: Console, number: int, title: str, call: str) -> None:
     console.print(f"\n[bold cyan]{number}. {title}[/bold cyan]  [dim]{call}[/dim]")
 
 
-def _percent(part: float, whole: float) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "-"
-
-
-def _mib(value: float) -> str:
-    return f"{value / _MIB:.1f} MiB"
-
-
-def _stats_table(stats: Stats) -> Table:
-    total = stats.total()
-    columns: Sequence[tuple[str, str, Any]] = (
-        ("gets", f"{total.cmd_get:,}", lambda s: f"{s.cmd_get:,}"),
-        (
-            "hits",
-            _percent(total.get_hits, total.cmd_get),
-            lambda s: _percent(s.get_hits, s.cmd_get),
-        ),
-        ("sets", f"{total.cmd_set:,}", lambda s: f"{s.cmd_set:,}"),
-        ("items", f"{total.curr_items:,}", lambda s: f"{s.curr_items:,}"),
-        (
-            "memory",
-            _memory(total.bytes, total.limit_maxbytes),
-            lambda s: _memory(s.bytes, s.limit_maxbytes),
-        ),
-        ("evictions", f"{total.evictions:,}", lambda s: f"{s.evictions:,}"),
-    )
-    table = Table(show_footer=True, footer_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("server", footer="total", no_wrap=True)
-    for header, footer, _ in columns:
-        table.add_column(header, footer=footer, justify="right")
-    for name, server in stats.items():
-        table.add_row(name, *(cell(server) for _, _, cell in columns))
-    return table
-
-
-def _memory(used: int, limit: int) -> str:
-    return f"{used / _MIB:.1f}/{limit / _MIB:.0f} MiB"
-
-
-def _history_table(series: Sequence[Any]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for header in ("until", "requests/s", "get hits", "evictions/s", "items", "memory"):
-        table.add_column(header, justify="left" if header == "until" else "right")
-    for point in series:
-        total = point.total
-        end: datetime | None = point.end
-        table.add_row(
-            end.strftime("%H:%M:%S") if end else "-",
-            _num(total.request_rate),
-            f"{100 * total.get_hit_rate:.1f}%" if total.get_hit_rate is not None else "-",
-            _num(total.eviction_rate),
-            _num(total.items, "{:,.0f}"),
-            _mib(total.bytes) if total.bytes is not None else "-",
-        )
-    return table
-
-
-def _num(value: float | None, fmt: str = "{:,.1f}") -> str:
-    return "-" if value is None else fmt.format(value)
-
-
-if __name__ == "__main__":  # pragma: no cover - python -m memcachier_async._cli
-    main()
+def register(group: click.Group) -> None:
+    """Add ``demo`` and ``emulator`` to the ``memcachier-analytics`` group."""
+    group.add_command(demo)
+    group.add_command(emulator)

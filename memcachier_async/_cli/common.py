@@ -12,29 +12,28 @@ Needs the ``cli`` extra (click, rich).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import attrs
 import click
-import httpx
+from rich.console import Console
 
-from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUT, AsyncAnalytics
-from ._errors import (
+from memcachier_async._client import DEFAULT_BASE_URL, AsyncAnalytics
+from memcachier_async._errors import (
     AuthenticationError,
     MemcachierError,
     PermissionDeniedError,
     ServerError,
     TransportError,
 )
-from ._retry import RetryPolicy, RetryTransport
+from memcachier_async._transports.retry import RetryPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,12 +55,12 @@ __all__ = [
     "exit_code_for",
     "load_config",
     "one_line",
-    "open_clients",
     "run_async",
     "target_options",
 ]
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_USAGE = 2
 EXIT_AUTH = 3
@@ -375,57 +374,33 @@ class NamedClient:
     api: AsyncAnalytics
 
 
-def _shared_http_client(retry: RetryPolicy) -> httpx.AsyncClient:
-    # One pool for every cache of a command: many caches, one set of sockets.
-    transport = RetryTransport(httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS), retry)
-    return httpx.AsyncClient(
-        transport=transport,
-        timeout=DEFAULT_TIMEOUT,
-        limits=DEFAULT_LIMITS,
-        follow_redirects=False,
-    )
+# --- shared by the commands' definitions ---------------------------------------
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 2 usage or configuration, 3 credentials refused (401/403), "
+    "4 other API failure (incl. a partial flush), 5 no answer (network, timeout)."
+)
 
 
-@contextlib.asynccontextmanager
-async def open_clients(
-    selection: Selection, *, multi: bool = False
-) -> AsyncIterator[list[NamedClient]]:
-    """Clients of the selected caches, closed on exit.
+def json_option(function: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables."
+    )(function)
 
-    Without ``multi`` the command works on one cache: a usage error when
-    several are selected. With ``--emulator``, an emulator runs in this
-    process (with simulated traffic) for as long as the clients are open.
-    """
-    if selection.emulator:
-        from ._cli_emulator import emulated_clients
 
-        async with emulated_clients(
-            selection.caches, multi=multi, retry=selection.retry
-        ) as clients:
-            yield clients
-        return
-    targets = selection.targets()
-    if not multi and len(targets) > 1:
-        names = ", ".join(t.name for t in targets)
-        raise ConfigError(
-            f"this command works on one cache; choose one with --cache NAME ({names})"
-        )
-    http = _shared_http_client(selection.retry)
-    async with http:
-        try:
-            clients = [
-                NamedClient(
-                    t.name,
-                    AsyncAnalytics(
-                        t.username,
-                        t.password,
-                        cache_id=t.cache_id,
-                        base_url=t.base_url,
-                        http_client=http,
-                    ),
-                )
-                for t in targets
-            ]
-        except ValueError as exc:  # a refused base URL, ...
-            raise ConfigError(str(exc)) from exc
-        yield clients
+# Width of output that is not a terminal (a pipe, a file): wide enough that
+# tables are not cut, since nothing wraps it.
+_PIPE_WIDTH = 160
+
+
+def make_console() -> Console:
+    # Created per command, so output goes to the stdout of the moment (CliRunner's).
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = _PIPE_WIDTH
+    return console
+
+
+def epilog(*examples: str) -> str:
+    lines = "\n".join(f"  {example}" for example in examples)
+    return f"\b\nExamples:\n{lines}\n\n{EXIT_CODES_HELP}"

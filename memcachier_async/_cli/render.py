@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any
 
 import attrs
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from ._insight import Insight, MemoryUsage, ProcessedStats, ServerMemory
-from ._models import Capabilities, Credential, NewCredential, ServerStats, Stats
+from memcachier_async._insight import Insight, MemoryUsage, ProcessedStats, ServerMemory
+from memcachier_async._models import Capabilities, Credential, NewCredential, ServerStats, Stats
 
 __all__ = [
     "DASH",
@@ -24,6 +25,8 @@ __all__ = [
     "capabilities_table",
     "credential_json",
     "credentials_table",
+    "demo_history_table",
+    "demo_stats_table",
     "fmt_bytes",
     "fmt_percent",
     "fmt_rate",
@@ -385,3 +388,69 @@ def mapping_rows(values: Mapping[str, Any]) -> Table:
     for name, value in values.items():
         table.add_row(name, value if isinstance(value, Text) else str(value))
     return table
+
+
+# --- the demo's tables --------------------------------------------------------------
+
+_MIB = 1024 * 1024
+
+
+def _percent_of(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def _mib_text(value: float) -> str:
+    return f"{value / _MIB:.1f} MiB"
+
+
+def demo_stats_table(stats: Stats) -> Table:
+    total = stats.total()
+    columns: Sequence[tuple[str, str, Any]] = (
+        ("gets", f"{total.cmd_get:,}", lambda s: f"{s.cmd_get:,}"),
+        (
+            "hits",
+            _percent_of(total.get_hits, total.cmd_get),
+            lambda s: _percent_of(s.get_hits, s.cmd_get),
+        ),
+        ("sets", f"{total.cmd_set:,}", lambda s: f"{s.cmd_set:,}"),
+        ("items", f"{total.curr_items:,}", lambda s: f"{s.curr_items:,}"),
+        (
+            "memory",
+            _memory(total.bytes, total.limit_maxbytes),
+            lambda s: _memory(s.bytes, s.limit_maxbytes),
+        ),
+        ("evictions", f"{total.evictions:,}", lambda s: f"{s.evictions:,}"),
+    )
+    table = Table(show_footer=True, footer_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("server", footer="total", no_wrap=True)
+    for header, footer, _ in columns:
+        table.add_column(header, footer=footer, justify="right")
+    for name, server in stats.items():
+        table.add_row(name, *(cell(server) for _, _, cell in columns))
+    return table
+
+
+def _memory(used: int, limit: int) -> str:
+    return f"{used / _MIB:.1f}/{limit / _MIB:.0f} MiB"
+
+
+def demo_history_table(series: Sequence[Any]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("until", "requests/s", "get hits", "evictions/s", "items", "memory"):
+        table.add_column(header, justify="left" if header == "until" else "right")
+    for point in series:
+        total = point.total
+        end: datetime | None = point.end
+        table.add_row(
+            end.strftime("%H:%M:%S") if end else "-",
+            _number(total.request_rate),
+            f"{100 * total.get_hit_rate:.1f}%" if total.get_hit_rate is not None else "-",
+            _number(total.eviction_rate),
+            _number(total.items, "{:,.0f}"),
+            _mib_text(total.bytes) if total.bytes is not None else "-",
+        )
+    return table
+
+
+def _number(value: float | None, fmt: str = "{:,.1f}") -> str:
+    return "-" if value is None else fmt.format(value)

@@ -1,0 +1,5 @@
+"""``python -m memcachier_async._cli``: the ``memcachier-analytics`` command."""
+
+from .app import main
+
+main()

@@ -1,0 +1,41 @@
+"""The ``memcachier-analytics`` command group.
+
+Each command group lives in its own module of this package (``read``:
+stats and history; ``manage``: flush and credentials; ``watch``; ``export``;
+``demo``: demo and emulator) and is attached here by its ``register``
+function. Shared options and error handling are in ``common``, output
+formatting in ``render``.
+
+Needs the ``cli`` extra (click and rich); the ``emulator`` extra comes with it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+try:
+    import click
+    import rich  # noqa: F401  (checked here so the message below names the extra)
+except ImportError:  # pragma: no cover - depends on the environment
+    # Run as the console script without the extra: say what to install.
+    sys.exit(
+        "memcachier-analytics needs the cli extra: python -m pip install 'memcachier-async[cli]'"
+    )
+
+from memcachier_async._version import __version__
+
+from . import demo, export, manage, read, watch
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="memcachier-analytics")
+def main() -> None:
+    """Read stats and history, flush and manage credentials of MemCachier caches.
+
+    Start with `memcachier-analytics demo`: it runs against a local
+    emulator, no account needed.
+    """
+
+
+for _module in (read, manage, watch, export, demo):
+    _module.register(main)

@@ -1,0 +1,219 @@
+"""The ``watch`` command: live rates of many caches, round after round."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Any
+
+import anyio
+import click
+from rich.console import Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from memcachier_async._client import AsyncAnalytics
+from memcachier_async._fanout import CacheResult, fan_out
+from memcachier_async._insight import Insight, insight, next_baseline
+from memcachier_async._models import Stats
+
+from . import render as r
+from .clients import open_clients
+from .common import (
+    EXIT_API,
+    CliError,
+    NamedClient,
+    Selection,
+    describe_error,
+    epilog,
+    json_option,
+    make_console,
+    run_async,
+    target_options,
+)
+
+# --- watch -----------------------------------------------------------------------
+
+
+class _CacheView:
+    """What ``watch`` remembers of one cache: one baseline snapshot, not a history."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.baseline: Stats | None = None
+        self.latest: Stats | None = None
+        self.change: Insight | None = None
+        self.error: str | None = None
+        self.failures = 0
+
+    def update(self, result: CacheResult[Stats]) -> None:
+        if result.error is not None or result.value is None:
+            self.failures += 1
+            self.error = describe_error(result.error or RuntimeError("no stats"))
+            return
+        self.error = None
+        if self.baseline is not None:
+            self.change = insight(self.baseline, result.value)
+        self.baseline = next_baseline(self.baseline, result.value)
+        self.latest = result.value
+
+    def json(self) -> dict[str, Any]:
+        change = self.change.total if self.change is not None else None
+        memory = self.latest.memory() if self.latest is not None else None
+        return {
+            "cache": self.name,
+            "ok": self.error is None,
+            "error": self.error,
+            "failures": self.failures,
+            "servers": len(self.latest) if self.latest is not None else None,
+            "request_rate": change.request_rate if change else None,
+            "hit_rate": change.hit_rate if change else None,
+            "eviction_rate": change.eviction_rate if change else None,
+            "memory_used": memory.used if memory else None,
+            "memory_limit": memory.limit if memory else None,
+            "memory_usage": memory.usage if memory else None,
+            "fullest_usage": memory.fullest.usage if memory and memory.fullest else None,
+        }
+
+
+def _watch_table(views: list[_CacheView], round_number: int, interval: float) -> Table:
+    table = Table(
+        title=f"Round {round_number}, every {interval:g} s (Ctrl-C to stop)", title_justify="left"
+    )
+    table.add_column("Cache", no_wrap=True)
+    table.add_column("Status")
+    for header in ("Servers", "Requests", "Hit rate", "Memory", "Fullest", "Evictions", "Errors"):
+        table.add_column(header, justify="right")
+    for view in views:
+        data = view.json()
+        status = Text("ok", style="green") if view.error is None else Text("error", style="red")
+        usage, fullest = data["memory_usage"], data["fullest_usage"]
+        table.add_row(
+            view.name,
+            status,
+            r.DASH if data["servers"] is None else str(data["servers"]),
+            r.fmt_rate(data["request_rate"]),
+            r.fmt_percent(data["hit_rate"]),
+            Text(r.fmt_percent(usage), style=r.usage_style(usage)),
+            Text(r.fmt_percent(fullest), style=r.usage_style(fullest)),
+            r.fmt_rate(data["eviction_rate"]),
+            str(view.failures),
+        )
+    errors = [f"{v.name}: {v.error}" for v in views if v.error is not None]
+    if errors:
+        table.caption = "\n".join(errors)
+        table.caption_justify = "left"
+    return table
+
+
+@click.command(
+    epilog=epilog(
+        "memcachier-analytics watch --emulator",
+        "memcachier-analytics watch --config caches.toml --interval 30",
+        "memcachier-analytics watch --emulator --rounds 3 --json",
+    )
+)
+@target_options
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time between rounds.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Stop after this many rounds (0: run until interrupted).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Give up on a cache's stats after this long (default: the interval, at least 10 s).",
+)
+@json_option
+def watch(
+    selection: Selection, interval: float, rounds: int, timeout: float | None, as_json: bool
+) -> None:
+    """A live table of one or many caches: rates, hit rate, memory and errors.
+
+    Every cache of --config is watched (or those chosen with --cache). A
+    round reads every cache at once; rates cover the time since the
+    previous round. --json prints one JSON object per round.
+    """
+
+    async def main() -> None:
+        async with open_clients(selection, multi=True) as clients:
+            await _watch(clients, interval, rounds, timeout or max(interval, 10.0), as_json)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(main)
+
+
+async def _watch(
+    clients: list[NamedClient], interval: float, rounds: int, limit: float, as_json: bool
+) -> None:
+    views = [_CacheView(c.name) for c in clients]
+    apis = [c.api for c in clients]
+    console = make_console()
+    progress = Progress(
+        TextColumn("polling"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+    )
+    task = progress.add_task("round", total=len(clients))
+    live = Live(console=console, auto_refresh=True, refresh_per_second=8)
+    interactive = console.is_terminal and not as_json
+    started = time.monotonic()
+    number = 0
+
+    if interactive:
+        live.start()
+    try:
+        while rounds == 0 or number < rounds:
+            number += 1
+            progress.reset(task, total=len(clients))
+            if interactive:
+                live.update(Group(_watch_table(views, number - 1, interval), progress))
+            # Results arrive as each cache answers: the bar moves, and a
+            # slow cache holds back nobody else's numbers.
+            async with fan_out(apis, AsyncAnalytics.stats, timeout=limit) as results:
+                async for result in results:
+                    views[result.index].update(result)
+                    progress.advance(task)
+            if as_json:
+                click.echo(_json_line({"round": number, "caches": [v.json() for v in views]}))
+            elif interactive:
+                live.update(_watch_table(views, number, interval))
+            else:
+                console.print(_watch_table(views, number, interval))
+            if rounds and number >= rounds:
+                break
+            # A fixed cadence: the next round starts on the interval's grid,
+            # however long this one took.
+            next_start = (
+                started + math.floor((time.monotonic() - started) / interval + 1) * interval
+            )
+            await anyio.sleep(max(0.0, next_start - time.monotonic()))
+    finally:
+        if interactive:
+            live.stop()
+    failing = [v for v in views if v.error is not None]
+    if failing and len(failing) == len(views):
+        raise CliError(f"no cache answered in the last round: {failing[0].error}", EXIT_API)
+
+
+def _json_line(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the ``memcachier-analytics`` group."""
+    for command in (watch,):
+        group.add_command(command)

@@ -1,0 +1,188 @@
+"""The package's shape: folders are layers, imports point one way, and no module imports itself back.
+
+Layers, from the top (each may import the ones below it, never one above):
+
+- ``_cli``: the command line and the exporter (the application);
+- ``testing`` and ``_emulator``: the emulator, for users' tests;
+- ``contrib``: optional integrations built on the SDK's public surface;
+- the SDK core: the modules at the top of the package;
+- ``_transports``: how bytes reach the server, and retries;
+- the foundation, ``_errors`` and ``_version``: importable from every layer.
+
+Imports are read from the source (``ast``), including those under
+``if TYPE_CHECKING:`` and inside functions: a deferred import is still a
+dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "memcachier_async"
+ROOT = Path(__file__).resolve().parent.parent / PACKAGE
+
+FOUNDATION = {f"{PACKAGE}._errors", f"{PACKAGE}._version"}
+
+#: Rank of each layer: a module may import only modules of the same or a lower rank.
+LAYER_RANK = {"foundation": 0, "transports": 1, "core": 2, "contrib": 3, "testing": 3, "cli": 4}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer_of(module: str) -> str:
+    if module in FOUNDATION:
+        return "foundation"
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else ""
+    if top == "_transports":
+        return "transports"
+    if top == "_cli":
+        return "cli"
+    if top in ("testing", "_emulator"):
+        return "testing"
+    if top == "contrib":
+        return "contrib"
+    return "core"
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(ROOT.rglob("*.py"))}
+
+
+def imports_of(module: str, path: Path, known: set[str]) -> Iterator[str]:
+    """The package's own modules that ``module`` imports (resolved to module names)."""
+    is_package = path.name == "__init__.py"
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                origin = ".".join([*base, node.module] if node.module else base)
+            else:
+                origin = node.module or ""
+            # ``from pkg import mod`` imports a module; ``from mod import name`` a name.
+            targets = [f"{origin}.{alias.name}" for alias in node.names]
+            targets = [t if t in known else origin for t in targets]
+        else:
+            continue
+        for target in targets:
+            if target.startswith(PACKAGE) and target in known and target != module:
+                yield target
+
+
+def import_graph() -> dict[str, set[str]]:
+    found = modules()
+    known = set(found)
+    return {name: set(imports_of(name, path, known)) for name, path in found.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph`` (as a path that ends where it starts), or ``None``.
+
+    A package's ``__init__`` importing its own submodules is how re-exports
+    work, not a circle; edges into an ``__init__`` from below it are ignored.
+    """
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if node.startswith(target + "."):  # a submodule importing its own package
+                continue
+            if state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit(target)) is not None:
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)) is not None:
+            return cycle
+    return None
+
+
+def wrong_way(graph: dict[str, set[str]]) -> list[str]:
+    """Each import that points up the layers, as ``"a (layer) -> b (layer)"``."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        if module == PACKAGE:  # the public package re-exports every layer it owns
+            continue
+        for target in sorted(targets):
+            if target == PACKAGE and layer_of(module) in ("cli", "testing", "contrib"):
+                continue  # the layers above the SDK may use its public surface
+            if LAYER_RANK[layer_of(target)] > LAYER_RANK[layer_of(module)] or (
+                target == PACKAGE and layer_of(module) in ("core", "transports", "foundation")
+            ):
+                found.append(f"{module} ({layer_of(module)}) -> {target} ({layer_of(target)})")
+    return found
+
+
+def test_the_package_has_no_import_circle() -> None:
+    """No module of the package imports, directly or through others, a module that imports it."""
+    assert find_cycle(import_graph()) is None
+
+
+def test_imports_point_down_the_layers() -> None:
+    """CLI -> testing/contrib -> SDK core -> transports -> foundation; never the reverse."""
+    assert wrong_way(import_graph()) == []
+
+
+def test_the_layers_are_folders() -> None:
+    """Transports and the command line live in their own folders, each saying what it may import."""
+    graph = import_graph()
+    assert {m for m in graph if layer_of(m) == "transports"} >= {
+        f"{PACKAGE}._transports.retry",
+        f"{PACKAGE}._transports.pool",
+        f"{PACKAGE}._transports.direct",
+        f"{PACKAGE}._transports.aiohttp",
+    }
+    assert f"{PACKAGE}._cli.exporter" in graph
+    for folder in ("_transports", "_cli", "_emulator", "testing"):
+        docstring = ast.get_docstring(ast.parse((ROOT / folder / "__init__.py").read_text()))
+        assert docstring, folder
+        assert "import" in docstring, f"{folder}/__init__.py does not say what it may import"
+
+
+@pytest.mark.parametrize(
+    ("graph", "expected"),
+    [
+        ({"p.a": {"p.b"}, "p.b": {"p.a"}}, ["p.a", "p.b", "p.a"]),
+        ({"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": {"p.a"}}, ["p.a", "p.b", "p.c", "p.a"]),
+        ({"p.a": {"p.b"}, "p.b": set()}, None),
+        ({"p": {"p.a"}, "p.a": {"p"}}, None),  # a package and its own submodule
+    ],
+)
+def test_the_cycle_finder_finds_circles(
+    graph: dict[str, set[str]], expected: list[str] | None
+) -> None:
+    """The checker itself: it reports a circle of two or three modules and accepts a chain."""
+    assert find_cycle(graph) == expected
+
+
+def test_the_layer_check_refuses_an_upward_import() -> None:
+    """The checker itself: a transport importing the client, or the SDK importing the CLI, is refused."""
+    graph = {
+        f"{PACKAGE}._transports.pool": {f"{PACKAGE}._client"},
+        f"{PACKAGE}._fanout": {f"{PACKAGE}._cli.common"},
+        f"{PACKAGE}._cli.common": {f"{PACKAGE}._client", f"{PACKAGE}._transports.retry"},
+    }
+    assert wrong_way(graph) == [
+        f"{PACKAGE}._fanout (core) -> {PACKAGE}._cli.common (cli)",
+        f"{PACKAGE}._transports.pool (transports) -> {PACKAGE}._client (core)",
+    ]
