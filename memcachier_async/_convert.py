@@ -10,6 +10,14 @@ parsing in the client:
   ``bool(x)`` and ``str(x)``, which would read ``"false"`` as ``True``;
 - ``ServerStats``: integer fields the SDK does not know go to ``extra``.
 
+Every value is checked against the range the wire allows before any
+arithmetic trusts it (see "Limits" below): counters and gauges are
+memcached's unsigned 64-bit integers, ids are non-negative database keys.
+Anything the JSON layer can raise (not JSON, not UTF-8, nested too deep,
+NaN, a number too long) becomes :class:`DecodeError`. A key sent twice in
+one object keeps its last value, as both JSON parsers we use do (RFC 8259
+leaves it open); every value is range-checked all the same.
+
 Two converters share this configuration: a fast one without detailed
 validation for the hot path and a detailed one that is only used to explain
 a failure, with the field path (``$.stats["a:1"].get_hits``).
@@ -22,7 +30,7 @@ import json
 import operator
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, TypeVar, get_origin
+from typing import Any, TypeVar, get_origin, get_type_hints
 
 import attrs
 import cattrs
@@ -39,12 +47,42 @@ from ._models import (
     Stats,
 )
 
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise ValueError("number out of a double's range")
+    return value
+
+
+_INF = float("inf")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _json_loads(body: bytes) -> Any:
+    """The standard library's parser, made as strict as orjson.
+
+    ``json.loads`` would guess UTF-16/32 from the bytes, skip a UTF-8 BOM and
+    read ``NaN`` and ``1e400``; JSON on the wire is UTF-8 (RFC 8259, 8.1)
+    and those are not JSON numbers.
+    """
+    if body.startswith(_UTF8_BOM):
+        raise ValueError("a UTF-8 byte order mark is not JSON")
+    return json.loads(
+        body.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float
+    )
+
+
 _loads: Callable[[bytes], Any]
 try:  # orjson is optional (the speedups extra); it only makes decoding faster.
     import orjson
 except ImportError:  # pragma: no cover - exercised when orjson is absent
-    _loads = json.loads
-else:
+    _loads = _json_loads
+else:  # pragma: no cover - exercised when orjson is installed
     _loads = orjson.loads
 
 __all__ = ["decode", "structure"]
@@ -55,6 +93,20 @@ _SERVERS: Any = dict[str, ServerStats]
 _STATS_FIELDS = frozenset(a.name for a in attrs.fields(ServerStats) if a.name != "extra")
 # Beyond this, a "timestamp" is not a date this API can mean (year > 9999).
 _MAX_EPOCH_SECONDS = 253_402_300_799
+_MAX_EPOCH_MILLIS = _MAX_EPOCH_SECONDS * 1000 + 999
+
+# --- Limits: the ranges the wire allows ------------------------------------
+#: Counters and gauges are memcached's unsigned 64-bit integers: 0 ≤ v < 2**64.
+VALUE_LIMIT = 2**64
+#: Ids (``cache_id``, a credential's ``id``, ``memcachier_id``) are database
+#: keys: 0 ≤ v < 2**63.
+ID_LIMIT = 2**63
+# Unknown integer fields (``extra``) may be signed or unsigned 64-bit; others
+# are dropped like unknown fields of another kind.
+_EXTRA_MIN = -(2**63)
+# A string of digits longer than this is no id or millisecond time we read.
+_MAX_DIGITS = 19
+_ID_FIELDS = frozenset({"cache_id", "id"})
 
 
 class _WireValueError(ValueError):
@@ -79,14 +131,49 @@ def _strict_str(value: Any, _: object) -> str:
     raise TypeError(f"expected a string, got {_kind(value)}")
 
 
+def _magnitude(value: int) -> str:
+    # How big, never the digits: a 400-digit number would flood a log line.
+    return "a negative number" if value < 0 else f"a {value.bit_length()}-bit number"
+
+
+def _in_range(value: Any, limit: int, what: str) -> int:
+    if type(value) is not int:
+        raise TypeError(f"expected an integer, got {_kind(value)}")
+    if 0 <= value < limit:
+        return value
+    bits = limit.bit_length() - 1
+    raise _WireValueError(
+        f"{what} out of range: expected 0 ≤ value < 2**{bits}, got {_magnitude(value)}"
+    )
+
+
+def _value(value: Any, _: object = None) -> int:
+    """A counter or gauge: memcached's unsigned 64-bit."""
+    return _in_range(value, VALUE_LIMIT, "counter or gauge")
+
+
+def _id(value: Any, _: object = None) -> int:
+    return _in_range(value, ID_LIMIT, "id")
+
+
+def _optional_id(value: Any, _: object = None) -> int | None:
+    return None if value is None else _id(value)
+
+
 def _digits(value: Any) -> int:
     if type(value) is int:
         return value
     if type(value) is str:
         if value.isascii() and value.isdigit():
+            if len(value) > _MAX_DIGITS:
+                raise _WireValueError(f"expected at most {_MAX_DIGITS} digits, got {len(value)}")
             return int(value)
         raise _WireValueError("expected a string of digits, got other characters")
     raise TypeError(f"expected a string of digits, got {_kind(value)}")
+
+
+def _digit_id(value: Any, _: object = None) -> int:
+    return _id(_digits(value))
 
 
 def _epoch(seconds: float) -> datetime:
@@ -102,7 +189,11 @@ def _epoch_seconds(value: Any, _: object) -> datetime:
 
 
 def _epoch_millis(value: Any, _: object) -> datetime:
-    return _epoch(_digits(value) / 1000)
+    millis = _digits(value)
+    if not 0 <= millis <= _MAX_EPOCH_MILLIS:
+        # Checked before dividing: a huge integer would not fit a float.
+        raise _WireValueError(f"timestamp out of range: {_magnitude(millis)}")
+    return _epoch(millis / 1000)
 
 
 _JSON_KINDS = {
@@ -121,15 +212,27 @@ def _kind(value: Any) -> str:
     return _JSON_KINDS.get(type(value), type(value).__name__)
 
 
+def _extra_of(value: dict[Any, Any]) -> dict[str, int]:
+    """The integer fields the SDK does not know, when they fit 64 bits."""
+    return {
+        k: v
+        for k, v in value.items()
+        if k not in _STATS_FIELDS and type(v) is int and _EXTRA_MIN <= v < VALUE_LIMIT
+    }
+
+
 def _make_server_stats_hook(
     converter: cattrs.Converter,
 ) -> Callable[[Any, object], ServerStats]:
-    known = make_dict_structure_fn(ServerStats, converter, extra=override(omit=True))
+    ranged: dict[str, Any] = {
+        name: override(struct_hook=_value) for name in _STATS_FIELDS if name != "time"
+    }
+    known = make_dict_structure_fn(ServerStats, converter, extra=override(omit=True), **ranged)
 
     def structure_server_stats(value: Any, cls: object) -> ServerStats:
         if not isinstance(value, dict):
             raise TypeError(f"expected an object of stats, got {_kind(value)}")
-        extra = {k: v for k, v in value.items() if k not in _STATS_FIELDS and type(v) is int}
+        extra = _extra_of(value)
         stats = known(value, cls)
         return attrs.evolve(stats, extra=extra) if extra else stats
 
@@ -160,7 +263,13 @@ def _list_factory(cls: Any, converter: cattrs.Converter) -> Callable[[Any, Any],
 
 
 def _attrs_factory(cls: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
-    return _require(dict, make_dict_structure_fn(cls, converter), "an object")
+    # Fields named ``cache_id`` and ``id`` are ids, whichever class holds them.
+    hints = get_type_hints(cls)
+    ids: dict[str, Any] = {
+        name: override(struct_hook=_id if hints[name] is int else _optional_id)
+        for name in _ID_FIELDS & hints.keys()
+    }
+    return _require(dict, make_dict_structure_fn(cls, converter, **ids), "an object")
 
 
 def _structure_stats(converter: cattrs.Converter) -> Callable[[Any, object], Stats]:
@@ -208,11 +317,13 @@ def _fast_server_stats(value: Any, _: object = None) -> ServerStats:
     values = _STATS_VALUES(value)  # KeyError when a field is missing
     if not _ONLY_INT.issuperset(map(type, values)):
         raise TypeError("expected integers")
+    # Every field in 0 ≤ v < 2**64 (``time`` is bounded further below).
+    if min(values) < 0 or max(values) >= VALUE_LIMIT:
+        raise ValueError("out of range")
     if len(value) == len(_STATS_ORDER):
         stats = ServerStats(*values)
     else:
-        extra = {k: v for k, v in value.items() if k not in _STATS_FIELDS and type(v) is int}
-        stats = ServerStats(*values, extra=extra)  # type: ignore[misc]
+        stats = ServerStats(*values, extra=_extra_of(value))  # type: ignore[misc]
     # Built with the integer time (one call by position), then given its datetime.
     _set_field(stats, "time", _cached_epoch_seconds(values[_TIME_AT]))
     return stats
@@ -231,7 +342,7 @@ def _fast_history_record(value: Any, _: object = None) -> HistoryRecord:
     if type(server) is not str:
         raise TypeError("expected a string")
     return HistoryRecord(
-        _digits(value["memcachier_id"]),  # type: ignore[arg-type]
+        _digit_id(value["memcachier_id"]),  # type: ignore[arg-type]
         server,
         _fast_server_stats(value["stats"]),
         _epoch_millis(value["timestamp"], None),  # type: ignore[arg-type]
@@ -251,7 +362,7 @@ def _build(detailed: bool) -> cattrs.Converter:
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(EpochSeconds, _epoch_seconds)
     converter.register_structure_hook(EpochMillis, _epoch_millis)
-    converter.register_structure_hook(DigitString, lambda v, _: _digits(v))
+    converter.register_structure_hook(DigitString, _digit_id)
     converter.register_structure_hook_factory(_is_list, _list_factory)
     converter.register_structure_hook_factory(attrs.has, _attrs_factory)
     converter.register_structure_hook(ServerStats, _make_server_stats_hook(converter))
@@ -331,7 +442,11 @@ def decode(body: bytes, cls: type[T], endpoint: str) -> T:
 def _decode(body: bytes, cls: type[T], endpoint: str) -> T:
     try:
         data = _loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise DecodeError(
+            f"unexpected {endpoint} response: the body is nested too deep", endpoint=endpoint
+        ) from None
+    except ValueError as exc:  # also UnicodeDecodeError and orjson's JSONDecodeError
         raise DecodeError(
             f"unexpected {endpoint} response: the body is not JSON ({exc.__class__.__name__})",
             endpoint=endpoint,

@@ -26,6 +26,8 @@ odd_values = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
+    # The edges of the wire's ranges (counters < 2**64, ids < 2**63).
+    st.sampled_from([-1, 0, 2**63 - 1, 2**63, 2**64 - 1, 2**64]),
     st.floats(allow_nan=False),
     st.text(max_size=5),
     st.lists(st.integers(), max_size=2),

@@ -63,8 +63,16 @@ def fmt_bytes(value: float | None) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+# A usage this far beyond 100 % is a server reporting nonsense within the
+# wire's range (2**64 - 1 bytes of a 1-byte limit): say so in five characters.
+_MAX_PERCENT = 999.0
+
+
 def fmt_percent(value: float | None) -> str:
-    return DASH if value is None else f"{value * 100:.1f}%"
+    if value is None:
+        return DASH
+    percent = value * 100
+    return f"{percent:.1f}%" if percent <= _MAX_PERCENT + 0.05 else f">{_MAX_PERCENT:.0f}%"
 
 
 def fmt_rate(value: float | None) -> str:
@@ -396,7 +404,7 @@ _MIB = 1024 * 1024
 
 
 def _percent_of(part: float, whole: float) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "-"
+    return fmt_percent(part / whole) if whole else "-"
 
 
 def _mib_text(value: float) -> str:

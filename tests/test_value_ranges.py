@@ -1,0 +1,175 @@
+"""Values from the wire are checked against the ranges the wire allows.
+
+Counters and gauges are memcached's unsigned 64-bit integers; ids are
+non-negative database keys; anything the JSON layer can raise is a
+DecodeError. Extreme but valid values never make the arithmetic on top
+(totals, memory, insight, the CLI's percentages) raise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memcachier_async import DecodeError, Stats, insight
+from memcachier_async._cli import render
+from memcachier_async._convert import _json_loads
+from memcachier_async._protocol import ENDPOINTS
+
+SAMPLES = Path(__file__).parent / "samples"
+STATS = json.loads((SAMPLES / "stats_two_servers.json").read_text())
+HISTORY = json.loads((SAMPLES / "history.json").read_text())
+CREDENTIALS = json.loads((SAMPLES / "credentials.json").read_text())
+SERVER = next(iter(STATS))
+TOP = 2**64 - 1
+
+
+def _decode(name: str, body: bytes) -> Any:
+    endpoint = ENDPOINTS[name]
+    return endpoint.decode(body, endpoint.name)
+
+
+def _stats_body(**fields: Any) -> bytes:
+    return json.dumps({SERVER: {**STATS[SERVER], **fields}}).encode()
+
+
+@pytest.mark.parametrize("field", ["get_hits", "bytes", "limit_maxbytes", "curr_connections"])
+@pytest.mark.parametrize("bad", [-1, 2**64, 10**400])
+def test_stats_value_out_of_range_names_the_field(field: str, bad: int) -> None:
+    """A counter or gauge below 0 or at 2**64 and beyond is a DecodeError at its field path."""
+    with pytest.raises(DecodeError) as caught:
+        _decode("stats", _stats_body(**{field: bad}))
+    assert caught.value.path == f"$[{SERVER!r}].{field}"
+    assert "out of range" in str(caught.value)
+    assert str(bad)[:20] not in str(caught.value)  # the size, never a flood of digits
+
+
+def test_history_value_out_of_range_names_the_record_and_field() -> None:
+    """In a history, the path names the record and the stats field."""
+    body = [HISTORY[0], {**HISTORY[1], "stats": {**HISTORY[1]["stats"], "evictions": -5}}]
+    with pytest.raises(DecodeError) as caught:
+        _decode("history", json.dumps(body).encode())
+    assert caught.value.path == "$[1].stats.evictions"
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "path"),
+    [
+        ("login", {"cache_id": -1}, "$.cache_id"),
+        ("login", {"cache_id": 10**30}, "$.cache_id"),
+        ("login", {"cache_id": 2**63}, "$.cache_id"),
+        ("list_credentials", [{**CREDENTIALS[0], "cache_id": -14}], "$[0].cache_id"),
+        ("list_credentials", [{**CREDENTIALS[0], "id": -44}], "$[0].id"),
+        ("list_credentials", [{**CREDENTIALS[0], "id": 2**70}], "$[0].id"),
+        ("history", [{**HISTORY[0], "memcachier_id": "9" * 30}], "$[0].memcachier_id"),
+        ("history", [{**HISTORY[0], "memcachier_id": -3}], "$[0].memcachier_id"),
+    ],
+)
+def test_ids_are_non_negative_and_bounded(name: str, body: Any, path: str) -> None:
+    """cache_id, a credential's id and memcachier_id: 0 ≤ id < 2**63, else DecodeError."""
+    with pytest.raises(DecodeError) as caught:
+        _decode(name, json.dumps(body).encode())
+    assert caught.value.path == path
+
+
+def test_largest_values_decode() -> None:
+    """2**64 - 1 everywhere a counter or gauge goes, and 2**63 - 1 as an id, are accepted."""
+    fields = {name: TOP for name in STATS[SERVER] if name != "time"}
+    stats = _decode("stats", _stats_body(**fields))
+    assert stats[SERVER].get_hits == TOP
+    assert _decode("login", json.dumps({"cache_id": 2**63 - 1}).encode()) == 2**63 - 1
+    credential = {**CREDENTIALS[0], "id": None}
+    assert _decode("list_credentials", json.dumps([credential]).encode())[0].id is None
+
+
+def test_unknown_fields_outside_64_bits_are_dropped() -> None:
+    """An unknown integer field is kept in extra when it fits 64 bits, else dropped like text."""
+    body = _stats_body(new_signed=-(2**63), new_big=2**64, new_ok=TOP)
+    extra = _decode("stats", body)[SERVER].extra
+    assert {k: v for k, v in extra.items() if k.startswith("new_")} == {
+        "new_signed": -(2**63),
+        "new_ok": TOP,
+    }
+
+
+@pytest.mark.parametrize("name", ["login", "stats", "history", "list_credentials"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" * 100_000, id="deep-array"),
+        pytest.param(b'{"a":' * 50_000, id="deep-object"),
+        pytest.param(b"\xff\xfe{\x00}\x00", id="utf-16"),
+        pytest.param(b'\xef\xbb\xbf{"cache_id": 1}', id="utf-8-bom"),
+        pytest.param(b'{"cache_id": "\xe9"}', id="latin-1"),
+        pytest.param(b'{"cache_id": NaN}', id="nan"),
+        pytest.param(b'{"cache_id": 1e400}', id="infinite"),
+        pytest.param(b'{"cache_id": ' + b"9" * 5000 + b"}", id="5000-digits"),
+    ],
+)
+def test_json_layer_failures_are_decode_errors(name: str, body: bytes) -> None:
+    """Nesting, encodings and numbers the JSON layer refuses become DecodeError, nothing else."""
+    with pytest.raises(DecodeError) as caught:
+        _decode(name, body)
+    assert caught.value.endpoint == name
+
+
+def test_fallback_parser_is_as_strict_as_orjson() -> None:
+    """Without orjson, the standard parser refuses what orjson refuses (BOM, UTF-16, NaN)."""
+    for body in (b'\xef\xbb\xbf{"a":1}', '{"a":1}'.encode("utf-16"), b"[NaN]", b"[-Infinity]"):
+        with pytest.raises(ValueError):  # noqa: PT011 - the kind of ValueError varies
+            _json_loads(body)
+    assert _json_loads(b'{"a": 1.5}') == {"a": 1.5}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [(b'{"cache_id": -1, "cache_id": 5}', 5), (b'{"cache_id": 5, "cache_id": -1}', None)],
+)
+def test_duplicate_keys_keep_the_last_value_and_check_it(body: bytes, expected: int | None) -> None:
+    """A key sent twice keeps its last value (as orjson and json do), and that value is checked."""
+    if expected is None:
+        with pytest.raises(DecodeError, match="cache_id"):
+            _decode("login", body)
+    else:
+        assert _decode("login", body) == expected
+
+
+def _extreme(servers: int, bytes_: int, limit: int, counter: int, time: int) -> Stats:
+    fields = {name: counter for name in STATS[SERVER] if name != "time"}
+    fields.update(bytes=bytes_, limit_maxbytes=limit, time=time)
+    body = {f"s{i}:1": {**STATS[SERVER], **fields} for i in range(servers)}
+    stats: Stats = _decode("stats", json.dumps(body).encode())
+    return stats
+
+
+@pytest.mark.parametrize(("bytes_", "limit"), [(TOP, 1), (TOP, TOP), (0, TOP), (TOP, 0)])
+def test_extreme_values_never_make_arithmetic_raise(bytes_: int, limit: int) -> None:
+    """Totals, memory, insight and the CLI's tables work on 64 servers of 2**64 - 1."""
+    time = STATS[SERVER]["time"]
+    before = _extreme(64, bytes_, limit, 0, time)
+    after = _extreme(64, bytes_, limit, TOP, time + 1)
+    assert after.total().get_hits == 64 * TOP
+    memory = after.memory()
+    assert memory.used == 64 * bytes_
+    change = insight(before, after)
+    assert change.total.get_rate == pytest.approx(64 * TOP)
+    assert change.total.bytes == pytest.approx(64 * bytes_)
+    # The CLI's tables and JSON render them, with percentages a person can read.
+    render.stats_table("c", 1, after)
+    render.rates_table(change)
+    render.demo_stats_table(after)
+    json.dumps(render.stats_json("c", 1, after, change))
+    shown = render.fmt_percent(memory.usage)
+    assert len(shown) <= len("999.9%")
+
+
+@pytest.mark.parametrize(
+    ("usage", "shown"),
+    [(None, render.DASH), (0.0, "0.0%"), (0.5, "50.0%"), (9.99, "999.0%"), (1e19, ">999%")],
+)
+def test_percentages_stay_readable(usage: float | None, shown: str) -> None:
+    """A usage far beyond the limit is shown as >999%, never as 21 digits."""
+    assert render.fmt_percent(usage) == shown
