@@ -120,10 +120,16 @@ class _Cache:
         self.fresh, self.error, self.skipped = None, None, False
         found: Insight | None = None
         if fresh is not None:
-            if self.baseline is not None:
-                found = insight(self.baseline, fresh)
-            self.baseline = next_baseline(self.baseline, fresh)
-            self.latest = fresh
+            try:
+                if self.baseline is not None:
+                    found = insight(self.baseline, fresh)
+                self.baseline = next_baseline(self.baseline, fresh)
+            except Exception as exc:  # one cache's failure is its result, never the round's
+                # Whatever the snapshot holds broke the arithmetic: report it,
+                # and start over from the next snapshot rather than this one.
+                fresh, error, self.baseline = None, exc, None
+            else:
+                self.latest = fresh
         status: Status = "failed" if error else "ok" if fresh is not None else "pending"
         return PollResult(self.target, index, status, skipped, self.latest, found, error)
 

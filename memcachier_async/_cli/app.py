@@ -25,16 +25,24 @@ except ImportError:  # pragma: no cover - depends on the environment
 from memcachier_async._version import __version__
 
 from . import demo, export, manage, read, watch
+from .common import configure_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="memcachier-analytics")
-def main() -> None:
+@click.option(
+    "--verbose",
+    "-v",
+    count=True,
+    help="Show retries on stderr (-vv: every request), and the traceback of an unexpected failure.",
+)
+def main(verbose: int) -> None:
     """Read stats and history, flush and manage credentials of MemCachier caches.
 
     Start with `memcachier-analytics demo`: it runs against a local
     emulator, no account needed.
     """
+    configure_logging(verbose)
 
 
 for _module in (read, manage, watch, export, demo):

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,12 +47,14 @@ __all__ = [
     "EXIT_API",
     "EXIT_AUTH",
     "EXIT_TRANSPORT",
+    "EXIT_UNEXPECTED",
     "EXIT_USAGE",
     "CacheTarget",
     "CliError",
     "ConfigError",
     "NamedClient",
     "Selection",
+    "configure_logging",
     "emit_json",
     "exit_code_for",
     "load_config",
@@ -62,6 +66,7 @@ __all__ = [
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
+EXIT_UNEXPECTED = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_API = 4
@@ -108,7 +113,12 @@ def _unwrap(error: BaseException) -> BaseException:
 
 
 def run_async(function: Callable[[], Awaitable[T]]) -> T:
-    """Run a command's async body; SDK errors become :class:`CliError`."""
+    """Run a command's async body; every failure becomes :class:`CliError`.
+
+    SDK errors get their exit code (3, 4, 5); anything else is a bug or an
+    answer nobody foresaw, and still one ``Error:`` line (exit code 1),
+    with the traceback only under ``-v``.
+    """
     try:
         return anyio.run(function)
     except BaseException as raised:
@@ -119,7 +129,55 @@ def run_async(function: Callable[[], Awaitable[T]]) -> T:
             raise CliError(describe_error(error), exit_code_for(error)) from None
         if isinstance(error, ConfigError):
             raise CliError(str(error), EXIT_USAGE) from None
-        raise
+        if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit
+            raise
+        if verbosity() > 0:
+            traceback.print_exception(type(error), error, error.__traceback__)
+        raise CliError(
+            f"unexpected failure ({type(error).__name__}: {error}); run with -v for details",
+            EXIT_UNEXPECTED,
+        ) from None
+
+
+# --- -v: what goes to stderr besides the one-line error ------------------------------
+
+_LOGGER = "memcachier_async"
+
+
+class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``-v`` installs (marked, so the next command replaces it)."""
+
+
+class _Quiet(logging.NullHandler):
+    """Keeps the SDK's retry notices off stderr: without it, logging's
+    last-resort handler prints every warning."""
+
+
+def configure_logging(verbose: int) -> None:
+    """``-v``: the SDK's notices (retries) on stderr; ``-vv``: its debug lines too.
+
+    Without ``-v`` they stay off the terminal; an application's own logging
+    configuration (handlers on the root logger) still receives them.
+    """
+    logger = logging.getLogger(_LOGGER)
+    for handler in [h for h in logger.handlers if isinstance(h, _CliHandler | _Quiet)]:
+        logger.removeHandler(handler)
+    if verbose <= 0:
+        logger.addHandler(_Quiet())
+        logger.setLevel(logging.NOTSET)
+        return
+    handler = _CliHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+
+
+def verbosity() -> int:
+    """How many ``-v`` the command line has (0 outside a command)."""
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return 0
+    return int(context.find_root().params.get("verbose") or 0)
 
 
 def emit_json(value: Any) -> None:
@@ -377,8 +435,9 @@ class NamedClient:
 # --- shared by the commands' definitions ---------------------------------------
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 2 usage or configuration, 3 credentials refused (401/403), "
-    "4 other API failure (incl. a partial flush), 5 no answer (network, timeout)."
+    "Exit codes: 0 ok, 1 unexpected failure (-v shows why), 2 usage or configuration, "
+    "3 credentials refused (401/403), 4 other API failure (incl. a partial flush or an "
+    "answer that is not what the API sends), 5 no answer (network, timeout)."
 )
 
 

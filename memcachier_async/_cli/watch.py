@@ -51,14 +51,23 @@ class _CacheView:
 
     def update(self, result: CacheResult[Stats]) -> None:
         if result.error is not None or result.value is None:
-            self.failures += 1
-            self.error = describe_error(result.error or RuntimeError("no stats"))
+            self._fail(result.error or RuntimeError("no stats"))
+            return
+        try:
+            change = insight(self.baseline, result.value) if self.baseline is not None else None
+            result.value.memory()  # the table needs it: fail here, for this cache only
+            self.baseline = next_baseline(self.baseline, result.value)
+        except Exception as exc:  # one cache's failure is its row, never the table's
+            self.baseline = None
+            self._fail(exc)
             return
         self.error = None
-        if self.baseline is not None:
-            self.change = insight(self.baseline, result.value)
-        self.baseline = next_baseline(self.baseline, result.value)
+        self.change = change if change is not None else self.change
         self.latest = result.value
+
+    def _fail(self, error: BaseException) -> None:
+        self.failures += 1
+        self.error = describe_error(error)
 
     def json(self) -> dict[str, Any]:
         change = self.change.total if self.change is not None else None
