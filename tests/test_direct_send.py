@@ -104,3 +104,48 @@ async def test_given_client_is_always_used_as_is(router: respx.MockRouter) -> No
         assert api._direct is None
         await api.stats()
     assert seen == ["GET"]
+
+
+class _Recorder(httpx.AsyncBaseTransport):
+    """Answers every request with the stats sample and keeps the requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(200, json=STATS)
+
+
+class _StampAuth(httpx.Auth):
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers["X-Stamp"] = "stamped"
+        yield request
+
+
+async def test_auth_set_on_the_client_later_is_applied() -> None:
+    """An auth set on api.http_client after construction runs on the next call."""
+    recorder = _Recorder()
+    async with AsyncAnalytics(
+        "user", "pw", cache_id=14, transport=recorder, retry=RetryPolicy.disabled()
+    ) as api:
+        await api.stats()
+        assert "x-stamp" not in recorder.requests[-1].headers
+        api.http_client.auth = _StampAuth()
+        await api.stats()
+    assert recorder.requests[-1].headers["x-stamp"] == "stamped"
+
+
+async def test_timeout_set_on_the_client_later_is_applied() -> None:
+    """A timeout set on api.http_client after construction is the next request's timeout."""
+    recorder = _Recorder()
+    async with AsyncAnalytics(
+        "user", "pw", cache_id=14, transport=recorder, retry=RetryPolicy.disabled()
+    ) as api:
+        await api.stats()
+        assert recorder.requests[-1].extensions["timeout"]["read"] == pytest.approx(30.0, abs=1)
+        api.http_client.timeout = httpx.Timeout(1.5, connect=0.5)
+        await api.stats()
+    timeout = recorder.requests[-1].extensions["timeout"]
+    assert timeout["read"] == pytest.approx(1.5, abs=0.1)
+    assert timeout["connect"] == pytest.approx(0.5, abs=0.1)

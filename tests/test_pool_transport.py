@@ -9,9 +9,11 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import httpx
 import pytest
 
@@ -209,3 +211,70 @@ def test_limits_with_a_transport_of_your_own_are_refused() -> None:
     """limits= only sizes the SDK's own transport: with transport= it is a ValueError."""
     with pytest.raises(ValueError, match="limits"):
         AsyncAnalytics("user", "pw", limits=_limits(3), transport=PoolTransport())
+
+
+class _FakeSlot(httpx.AsyncBaseTransport):
+    """A connection that answers at once (after one checkpoint)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await anyio.lowlevel.checkpoint()
+        return httpx.Response(200, content=b"ok")
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_connection_handed_to_a_waiter_cancelled_in_the_same_tick_is_kept() -> None:
+    """The only connection, released to a waiter that is cancelled before it runs, goes back to the pool."""
+    pool = PoolTransport(limits=_limits(1))
+    made: list[_FakeSlot] = []
+
+    def new_slot() -> Any:
+        slot = _FakeSlot()
+        made.append(slot)
+        pool._slots.add(slot)  # type: ignore[arg-type]
+        return slot
+
+    pool._new_slot = new_slot  # type: ignore[method-assign]
+    held = pool._take()  # the pool's one connection, busy
+    assert held is not None
+    request = httpx.Request("GET", "http://127.0.0.1/", extensions={"timeout": {"pool": 5.0}})
+    async with anyio.create_task_group() as tg:
+        waiter_scope = anyio.CancelScope()
+
+        async def waiter() -> None:
+            with waiter_scope:
+                await pool.handle_async_request(request)
+
+        tg.start_soon(waiter)
+        await anyio.wait_all_tasks_blocked()  # the waiter queues for the connection
+        # One tick: the waiter is cancelled, then handed the connection
+        # before it runs again to see the cancellation.
+        waiter_scope.cancel()
+        pool._release(held)
+    with anyio.fail_after(2):
+        response = await pool.handle_async_request(request)
+    assert response.status_code == 200
+    assert len(made) == 1  # the same connection, not a new one
+    await pool.aclose()
+
+
+async def test_idle_connections_beyond_max_keepalive_are_closed(server: Server) -> None:
+    """max_keepalive_connections=1: after a burst of 3, the next request leaves one connection open."""
+    limits = httpx.Limits(max_connections=4, max_keepalive_connections=1, keepalive_expiry=30.0)
+    transport = PoolTransport(limits=limits)
+    async with httpx.AsyncClient(transport=transport) as client:
+        server.slow = 0.05
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(client.get, server.url + "/slow")
+        assert server.connections == 3
+        await client.get(server.url + "/")
+        assert len(transport._slots) == 1
+        with anyio.fail_after(2):
+            while server.open > 1:  # noqa: ASYNC110 - the server's sockets close on their own
+                await anyio.sleep(0.01)
+        assert server.connections == 3  # the kept one was reused

@@ -39,7 +39,7 @@ import httpx
 
 from memcachier_async._errors import Attempt
 
-from .rules import ENDPOINT_EXTENSION, IDEMPOTENT_EXTENSION, parse_retry_after
+from .rules import ENDPOINT_EXTENSION, IDEMPOTENT_EXTENSION, backoff_ceiling, parse_retry_after
 
 __all__ = [
     "ATTEMPTS_EXTENSION",
@@ -143,8 +143,7 @@ def attempts_of(obj: httpx.Response | BaseException) -> tuple[Attempt, ...]:
 def _full_jitter(policy: RetryPolicy, retry_number: int, rand: float) -> float:
     # Full jitter (a uniform draw below an exponential ceiling) spreads a
     # fleet's retries out instead of letting them arrive in waves.
-    ceiling = min(policy.max_backoff, policy.initial_backoff * 2.0 ** (retry_number - 1))
-    return rand * ceiling
+    return rand * backoff_ceiling(policy.initial_backoff, policy.max_backoff, retry_number)
 
 
 def _public_url(url: httpx.URL) -> str:
@@ -364,6 +363,10 @@ class _Call:
             remaining = self.remaining()
             if remaining is not None and remaining <= 0:
                 return self.finish(outcome)
+            # Charged only now, when the retry is really sent: a call
+            # cancelled while it waits has cost nothing.
+            if not self.charge(outcome, reason):
+                return self.finish(outcome)
 
     async def attempt(self, number: int) -> httpx.Response | httpx.TransportError:
         """Send once and read the whole body; the response or the failure."""
@@ -435,18 +438,30 @@ class _Call:
             # Waking after the deadline would only make the caller wait for
             # the same error; it gets the error (and the Retry-After) now.
             return None
-        if policy.budget is not None:
-            cost = (
-                policy.budget.timeout_retry_cost
-                if isinstance(outcome, httpx.TimeoutException)
-                else policy.budget.retry_cost
-            )
-            if not policy.budget.try_acquire(cost):
-                logger.debug("retry budget exhausted: not retrying %s", reason)
-                return None
-            self.held = cost
+        budget = policy.budget
+        if budget is not None and budget.available < self.cost(outcome, budget):
+            logger.debug("retry budget exhausted: not retrying %s", reason)
+            return None
         self.announce(number, reason, wait, retry_after)
         return wait
+
+    @staticmethod
+    def cost(outcome: httpx.Response | httpx.TransportError, budget: RetryBudget) -> int:
+        if isinstance(outcome, httpx.TimeoutException):
+            return budget.timeout_retry_cost
+        return budget.retry_cost
+
+    def charge(self, outcome: httpx.Response | httpx.TransportError, reason: str) -> bool:
+        """Take the retry's tokens from the budget; ``False`` if they ran out meanwhile."""
+        budget = self.policy.budget
+        if budget is None:
+            return True
+        cost = self.cost(outcome, budget)
+        if not budget.try_acquire(cost):
+            logger.debug("retry budget exhausted: not retrying %s", reason)
+            return False
+        self.held = cost
+        return True
 
     def announce(self, number: int, reason: str, wait: float, retry_after: float | None) -> None:
         request = self.request
