@@ -1,10 +1,10 @@
-"""Sessions: tests (each supported Python found), lint, typecheck, bench."""
+"""Sessions: tests (each supported Python found), lint, typecheck, docs, bench."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_venv = "yes"
 # Test on every supported Python this machine has; skip the others.
 nox.options.error_on_missing_interpreters = False
@@ -34,6 +34,17 @@ def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test]", "mypy")
     session.run("mypy", "--strict", "memcachier_async")
     session.run("mypy", "--strict", "tests/typing_check.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """mkdocs build --strict: a broken link or reference fails (nox -s docs -- serve to browse)."""
+    session.install("-e", ".[docs]")
+    session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's notice about MkDocs 2.0
+    if session.posargs == ["serve"]:
+        session.run("mkdocs", "serve")
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session

@@ -1,8 +1,8 @@
-"""The README's command line, exporter and FastAPI examples, run as written.
+"""The command line, exporter and FastAPI pages' examples, run as written.
 
 Commands run through click's CliRunner; those that need an account run
 against the emulator over loopback TCP, reached with MEMCACHIER_BASE_URL
-and the credentials the README's caches.toml names.
+and the credentials the command line page's caches.toml names.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner
+from docs_examples import named_blocks
 from prometheus_client.parser import text_string_to_metric_families
 
 from memcachier_async._cli import main
@@ -31,23 +32,12 @@ ROOT = Path(__file__).parent.parent
 WEB_PASSWORD = "web-cache-password"
 
 
-def section() -> str:
-    readme = (ROOT / "README.md").read_text()
-    found = re.search(r"<!-- section:cli -->(.*?)<!-- /section:cli -->", readme, re.S)
-    assert found is not None
-    return found.group(1)
-
-
-def blocks(kind: str) -> list[str]:
-    found = re.findall(rf"```{kind}\n(.*?)```", section(), re.S)
-    assert found, f"no {kind} block in the README's cli section"
-    return list(found)
-
-
-def commands(kind: str) -> list[list[str]]:
-    """The ``memcachier-analytics`` lines of the blocks, split as a shell would."""
+def commands(page: str, name: str) -> list[list[str]]:
+    """The ``memcachier-analytics`` lines of the named blocks, split as a shell would."""
     lines = [
-        shlex.split(line, comments=True) for block in blocks(kind) for line in block.splitlines()
+        shlex.split(line, comments=True)
+        for block in named_blocks(page, name)
+        for line in block.splitlines()
     ]
     found = [line for line in lines if line and line[0] == "memcachier-analytics"]
     assert found
@@ -60,9 +50,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.mark.parametrize("argv", commands("bash readme-cli"), ids=" ".join)
+@pytest.mark.parametrize("argv", commands("cli.md", "emulator-commands"), ids=" ".join)
 def test_emulator_examples_run(argv: list[str]) -> None:
-    """Every --emulator example of the README exits 0 with output."""
+    """Every --emulator example of the command line page exits 0 with output."""
     result = CliRunner().invoke(main, argv[1:])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip()
@@ -72,13 +62,13 @@ def test_emulator_examples_run(argv: list[str]) -> None:
 def account(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Emulator, dict[str, str]]]:
-    """The README's two caches, served over TCP, with its caches.toml in the working directory."""
+    """The page's two caches, served over TCP, with its caches.toml in the working directory."""
     emulator = Emulator(servers=None, history_interval=3600)
     emulator.add_cache(3, cache_id=1561).add_credential("4A1B2C", WEB_PASSWORD, primary=True)
     jobs = emulator.add_cache(2, cache_id=1562)
     jobs.add_credential("9F8E7D", "jobs-cache-password", primary=True)
     emulator.drive_traffic(500)
-    (config,) = blocks("toml readme-config")
+    (config,) = named_blocks("cli.md", "caches.toml")
     (tmp_path / "caches.toml").write_text(config)
     monkeypatch.chdir(tmp_path)
     with (
@@ -94,7 +84,7 @@ def test_config_examples_run(account: tuple[Emulator, dict[str, str]]) -> None:
     """The caches.toml examples work on both caches the file lists."""
     _, env = account
     outputs = []
-    for argv in commands("bash readme-cli-config"):
+    for argv in commands("cli.md", "config-commands"):
         result = CliRunner().invoke(main, argv[1:], env=env)
         assert result.exit_code == 0, (argv, result.output)
         outputs.append(result.stdout)
@@ -124,7 +114,7 @@ def scrape_until_up(url: str, caches: int) -> str:
 def test_exporter_example_serves_metrics(account: tuple[Emulator, dict[str, str]]) -> None:
     """The export example serves both caches' metrics; the curl | grep line finds them; Ctrl-C stops it."""
     emulator, env = account
-    export_line, curl_line = blocks("bash readme-export")[0].strip().splitlines()
+    export_line, curl_line = named_blocks("exporter.md", "export-command")[0].strip().splitlines()
     argv = shlex.split(export_line)
     assert argv[argv.index("--listen") + 1] == "127.0.0.1:9151"  # loopback, as documented
     argv[argv.index("--listen") + 1] = "127.0.0.1:0"  # a free port for the test
@@ -154,7 +144,7 @@ def test_exporter_example_serves_metrics(account: tuple[Emulator, dict[str, str]
 
 
 def test_fastapi_snippet_is_the_example() -> None:
-    """The README's lifespan snippet is the one examples/fastapi_app.py runs (and its tests test)."""
-    (snippet,) = blocks("python readme-fastapi")
+    """The FastAPI page's lifespan snippet is the one examples/fastapi_app.py runs (and its tests test)."""
+    (snippet,) = named_blocks("fastapi.md", "lifespan-snippet")
     example = (ROOT / "examples" / "fastapi_app.py").read_text()
     assert textwrap.indent(snippet, "    ") in example

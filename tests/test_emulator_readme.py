@@ -1,29 +1,20 @@
-"""The README's emulator examples run as written."""
+"""The examples of the page on testing with the emulator run as written."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
+from docs_examples import page_code
+
+from memcachier_async.testing import Emulator
 
 pytestmark = pytest.mark.anyio
 
-README = Path(__file__).parent.parent / "README.md"
-
 
 def section_code() -> dict[str, Any]:
-    """Execute the ``python readme-example`` blocks of the emulator section."""
-    text = README.read_text()
-    section = re.search(r"<!-- section:emulator -->(.*?)<!-- /section:emulator -->", text, re.S)
-    assert section is not None
-    blocks = re.findall(r"```python readme-example\n(.*?)```", section.group(1), re.S)
-    assert len(blocks) == 3
-    namespace: dict[str, Any] = {}
-    for block in blocks:
-        exec(compile(block, "README.md:emulator", "exec"), namespace)
-    return namespace
+    """Execute the python blocks of the testing page."""
+    return page_code("testing.md")
 
 
 async def test_in_process_example() -> None:
@@ -43,3 +34,8 @@ async def test_fault_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not flushed on ('mc" in out
     assert "the answer was lost" in out
     assert "('stats'," in out
+
+
+async def test_fixture_example(memcachier_emulator: Emulator) -> None:
+    """The pytest fixture example passes with the plugin's memcachier_emulator fixture."""
+    await section_code()["test_history_is_served"](memcachier_emulator)

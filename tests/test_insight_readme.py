@@ -1,37 +1,30 @@
-"""The README's insight section runs as written, against respx and the emulator."""
+"""The insight page's examples run as written, against respx and the emulator."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import respx
+from docs_examples import page_code
 
 from memcachier_async import AsyncAnalytics, CacheCredentials, RetryPolicy
 from memcachier_async.testing import Emulator
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).parent.parent
 SAMPLES = Path(__file__).parent / "samples"
 BASE = "https://analytics.memcachier.com/api/v1"
 
 
 def insight_examples() -> dict[str, Any]:
-    """Execute the ``python readme-example`` blocks of the insight section."""
-    readme = (ROOT / "README.md").read_text()
-    section = re.search(r"<!-- section:insight -->(.*?)<!-- /section:insight -->", readme, re.S)
-    assert section is not None
-    blocks = re.findall(r"```python readme-example\n(.*?)```", section.group(1), re.S)
-    assert len(blocks) == 5
-    namespace: dict[str, Any] = {}
-    for block in blocks:
-        exec(compile(block, "README.md:insight", "exec"), namespace)
-    return namespace
+    """Execute the python blocks of the insight page."""
+    code = page_code("insight.md")
+    assert {"show_totals", "show_hit_rate", "hit_rate_chart", "check_all", "poll"} <= code.keys()
+    return code
 
 
 def sample(name: str) -> Any:

@@ -1,38 +1,24 @@
-"""The README's usage and error examples run as written, against respx."""
+"""The getting-started and errors pages' examples run as written, against respx."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import respx
+from docs_examples import page_code
 
 from memcachier_async import AsyncAnalytics, RetryPolicy
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).parent.parent
 SAMPLES = Path(__file__).parent / "samples"
 BASE = "https://analytics.memcachier.com/api/v1"
 # These tests pin one request per call.
 NO_RETRY = RetryPolicy.disabled()
-
-
-def section_code(name: str) -> dict[str, Any]:
-    """Execute the ``python readme-example`` blocks of one README section."""
-    readme = (ROOT / "README.md").read_text()
-    section = re.search(rf"<!-- section:{name} -->(.*?)<!-- /section:{name} -->", readme, re.S)
-    assert section is not None, name
-    blocks = re.findall(r"```python readme-example\n(.*?)```", section.group(1), re.S)
-    assert blocks, f"no examples in section {name}"
-    namespace: dict[str, Any] = {}
-    for block in blocks:
-        exec(compile(block, f"README.md:{name}", "exec"), namespace)
-    return namespace
 
 
 def sample(name: str) -> Any:
@@ -42,10 +28,10 @@ def sample(name: str) -> Any:
 async def test_first_example_prints_stats(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The README's first example logs in from the environment and prints each server."""
+    """The first example of the getting-started page logs in from the environment and prints each server."""
     monkeypatch.setenv("MEMCACHIER_USERNAME", "user")
     monkeypatch.setenv("MEMCACHIER_PASSWORD", "pw")
-    code = section_code("usage")
+    code = page_code("index.md")
     with respx.mock(base_url=BASE) as router:
         router.get("/login").respond(json=sample("login.json"))
         router.get("/1561/stats").respond(json=sample("stats_two_servers.json"))
@@ -57,7 +43,7 @@ async def test_first_example_prints_stats(
 
 async def test_tour_calls_every_endpoint() -> None:
     """The per-endpoint tour makes each of the nine calls once (plus one list for update)."""
-    code = section_code("usage")
+    code = page_code("index.md")
     new = sample("credential_created.json")
     with respx.mock(base_url=BASE) as router:
         routes = [
@@ -87,7 +73,7 @@ async def test_tour_calls_every_endpoint() -> None:
 
 async def test_error_example_reports_missing_servers(capsys: pytest.CaptureFixture[str]) -> None:
     """The error-handling example prints the servers of a partial flush failure."""
-    code = section_code("errors")
+    code = page_code("errors.md")
     with respx.mock(base_url=BASE) as router:
         router.post("/5/flush").mock(
             side_effect=[

@@ -1,15 +1,16 @@
-"""The README's retry example runs as written, against respx."""
+"""The retries page's examples run as written, against respx."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import respx
+from docs_examples import page_code
+
+from memcachier_async import ServerError
 
 pytestmark = pytest.mark.anyio
 
@@ -17,21 +18,9 @@ ROOT = Path(__file__).parent.parent
 BASE = "https://analytics.memcachier.com/api/v1"
 
 
-def retries_section_code() -> dict[str, Any]:
-    readme = (ROOT / "README.md").read_text()
-    section = re.search(r"<!-- section:retries -->(.*?)<!-- /section:retries -->", readme, re.S)
-    assert section is not None
-    blocks = re.findall(r"```python readme-example\n(.*?)```", section.group(1), re.S)
-    assert blocks
-    namespace: dict[str, Any] = {}
-    for block in blocks:
-        exec(compile(block, "README.md:retries", "exec"), namespace)
-    return namespace
-
-
 async def test_retry_example_reports_retries(capsys: pytest.CaptureFixture[str]) -> None:
-    """The on_retry hook and the response hook of the README print what happened."""
-    code = retries_section_code()
+    """The on_retry hook and the response hook of the retries page print what happened."""
+    code = page_code("retries.md", username="user", password="pw")
     stats = json.loads((ROOT / "tests" / "samples" / "stats_reference.json").read_text())
     with respx.mock(base_url=BASE) as router:
         router.get("/login").respond(json={"cache_id": 7})
@@ -48,3 +37,30 @@ async def test_retry_example_reports_retries(capsys: pytest.CaptureFixture[str])
         "stats: attempt 1 failed (503), retry in 0.0 s",
         "stats: 200 after 1 retries",
     ]
+
+
+@pytest.mark.parametrize(("name", "attempts"), [("default", 4), ("tuned", 2), ("single", 1)])
+async def test_policy_examples_send_what_they_say(name: str, attempts: int) -> None:
+    """The page's three clients: the default policy tries 4 times, the tuned one 2, the disabled one once."""
+    code = page_code("retries.md", username="user", password="pw")
+    with respx.mock(base_url=BASE) as router:
+        router.get("/login").respond(json={"cache_id": 7})
+        stats = router.get("/7/stats").respond(503, headers={"Retry-After": "0"})
+        async with code[name] as api:
+            with pytest.raises(ServerError):
+                await api.stats()
+    assert stats.call_count == attempts
+
+
+async def test_own_http_client_example_retries_through_its_transport() -> None:
+    """The page's own-http_client example is used as given and retries through the RetryTransport it wraps."""
+    code = page_code("retries.md", username="user", password="pw")
+    api, http = code["api"], code["http"]
+    assert api.http_client is http
+    with respx.mock(base_url=BASE) as router:
+        router.get("/login").respond(json={"cache_id": 7})
+        stats = router.get("/7/stats").respond(503, headers={"Retry-After": "0"})
+        async with http, api:
+            with pytest.raises(ServerError):
+                await api.stats()
+    assert stats.call_count == 4

@@ -1,0 +1,196 @@
+"""The docs and the README: every python block runs or says why not, the reference covers
+the public surface, the README stays a landing page in step with CI."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import pytest
+import respx
+from docs_examples import (
+    DOCS,
+    ROOT,
+    all_pages,
+    blocks,
+    compile_block,
+    markers_without_block,
+    page_code,
+)
+
+import memcachier_async
+import memcachier_async.testing
+
+TESTS = ROOT / "tests"
+SAMPLES = TESTS / "samples"
+BASE = "https://analytics.memcachier.com/api/v1"
+
+
+def source_of_tests() -> str:
+    return "\n".join(path.read_text() for path in sorted(TESTS.glob("test_*.py")))
+
+
+def pages_run_by_tests() -> set[str]:
+    """Pages some test executes with ``page_code("page")``."""
+    return set(re.findall(r"page_code\(\s*\"([\w/.-]+\.md)\"", source_of_tests()))
+
+
+def names_read_by_tests() -> set[tuple[str, str]]:
+    """(page, name) pairs some test reads: ``named_blocks("page.md", "name")`` or a helper
+    called the same way."""
+    return set(re.findall(r"\(\s*\"([\w/.-]+\.md)\",\s*\"([^\"]+)\"", source_of_tests()))
+
+
+@pytest.mark.parametrize("page", all_pages())
+def test_every_python_block_runs_or_says_why_not(page: str) -> None:
+    """A python block is run by a test, read by name by a test, or marked skip with a reason."""
+    run_pages = pages_run_by_tests()
+    named = names_read_by_tests()
+    for block in blocks(page):
+        if block.lang not in {"python", "py"}:
+            continue
+        where = f"{page}:{block.line}"
+        if block.runs:
+            assert page in run_pages, f"{where}: no test runs page_code({page!r})"
+        elif block.skip_reason is not None:
+            assert block.skip_reason, f"{where}: a skipped block says why"
+        else:
+            assert (page, block.marker) in named, f"{where}: no test reads {block.marker!r}"
+
+
+@pytest.mark.parametrize("page", all_pages())
+def test_named_blocks_are_read_and_markers_mark_a_block(page: str) -> None:
+    """Every docs-test name is one a test asks for, and every marker sits above a block."""
+    named = names_read_by_tests()
+    for block in blocks(page):
+        if block.marker is not None and block.skip_reason is None:
+            assert (page, block.marker) in named, f"{page}:{block.line}: {block.marker!r} unread"
+    assert markers_without_block(page) == []
+
+
+@pytest.mark.parametrize("page", all_pages())
+def test_running_blocks_compile(page: str) -> None:
+    """The blocks page_code runs are valid Python (a syntax error names the page's line)."""
+    for block in blocks(page):
+        if block.runs:
+            compile_block(block)
+
+
+def test_page_code_reports_the_pages_own_line_numbers() -> None:
+    """A failing block's traceback points at its line in the page, not at line 1."""
+    (block, *_) = [block for block in blocks("index.md") if block.runs]
+    code = compile_block(block)
+    assert code.co_filename == str(DOCS / "index.md")
+    assert min(line for _, _, line in code.co_lines() if line) >= block.line
+
+
+def reference_targets() -> set[str]:
+    text = "\n".join(path.read_text() for path in (DOCS / "reference").glob("*.md"))
+    return set(re.findall(r"^::: (\S+)", text, re.M))
+
+
+@pytest.mark.parametrize(
+    ("module", "names"),
+    [
+        ("memcachier_async", memcachier_async.__all__),
+        ("memcachier_async.testing", memcachier_async.testing.__all__),
+    ],
+)
+def test_reference_covers_the_public_surface(module: str, names: list[str]) -> None:
+    """Every public name has its entry (``::: module.name``) in docs/reference/."""
+    documented = reference_targets()
+    missing = [n for n in names if n != "__version__" and f"{module}.{n}" not in documented]
+    assert missing == [], f"add '::: {module}.NAME' to docs/reference/ for {missing}"
+
+
+def test_reference_names_only_public_objects() -> None:
+    """The reference documents public objects only, through their public path."""
+    public = {f"memcachier_async.{n}" for n in memcachier_async.__all__}
+    public |= {f"memcachier_async.testing.{n}" for n in memcachier_async.testing.__all__}
+    public.add("memcachier_async.testing.pytest_plugin")
+    assert reference_targets() - public == set()
+
+
+def readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
+def test_readme_is_a_landing_page() -> None:
+    """The README stays under 150 lines: the manual lives in docs/."""
+    assert len(readme().splitlines()) < 150
+
+
+def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_command() -> None:
+    """The README's first block is the demo and the test command; .ci/run runs that test command."""
+    first = blocks("README.md")[0]
+    assert first.lang == "bash"
+    commands = [line for line in first.code.splitlines() if line and not line.startswith("#")]
+    demo, test_command = commands
+    assert demo.endswith("memcachier-analytics demo")
+    ci_run = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in [line.strip() for line in ci_run], "keep .ci/run and the README in step"
+
+
+def test_readme_links_reach_existing_pages() -> None:
+    """Every relative link of the README points at a file of the repository."""
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme())
+    local = [link for link in links if "://" not in link]
+    assert local
+    assert [link for link in local if not (ROOT / link).exists()] == []
+
+
+def test_readme_has_a_limits_and_safety_section() -> None:
+    """The README's "Limits and safety" section links to the full page."""
+    section = readme().split("## Limits and safety", 1)[1].split("\n## ", 1)[0]
+    assert "docs/limits.md" in section
+
+
+def sample(name: str) -> object:
+    return json.loads((SAMPLES / name).read_text())
+
+
+@pytest.mark.anyio
+async def test_readme_example_prints_stats_memory_and_rates(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's example logs in from the environment, prints each server, the memory and a rate."""
+    monkeypatch.setenv("MEMCACHIER_USERNAME", "user")
+    monkeypatch.setenv("MEMCACHIER_PASSWORD", "pw")
+    main = page_code("README.md")["main"]
+    with respx.mock(base_url=BASE) as router:
+        router.get("/login").respond(json=sample("login.json"))
+        router.get("/1561/stats").mock(
+            side_effect=[
+                httpx.Response(200, json=sample("insight_before.json")),
+                httpx.Response(200, json=sample("insight_after.json")),
+            ]
+        )
+        await main()
+    lines = capsys.readouterr().out.splitlines()
+    servers = sample("insight_before.json")
+    assert [line.split(" ", 1)[0] for line in lines[:-2]] == list(servers)
+    assert lines[-2].startswith("memory: ")
+    assert lines[-1].startswith("requests/s: ")
+    assert float(lines[-1].removeprefix("requests/s: ")) > 0
+
+
+@pytest.mark.anyio
+async def test_client_page_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """The client page's first example logs in once and prints the cache id."""
+    show_cache_id = page_code("client.md")["show_cache_id"]
+    with respx.mock(base_url=BASE) as router:
+        login = router.get("/login").respond(json=sample("login.json"))
+        await show_cache_id("user", "pw")
+    assert login.call_count == 1
+    assert capsys.readouterr().out == "cache 1561\n"
+
+
+@pytest.mark.anyio
+async def test_performance_page_client_sends_with_aiohttp(anyio_backend: str) -> None:
+    """The performance page's line builds an aiohttp-backed client: under trio it refuses, naming asyncio."""
+    if anyio_backend != "trio":
+        pytest.skip("sending over aiohttp on asyncio is tests/test_aiohttp_transport.py's")
+    async with page_code("performance.md", username="user", password="pw")["api"] as api:
+        with pytest.raises(RuntimeError, match="asyncio only"):
+            await api.stats()
