@@ -3,8 +3,10 @@ the public surface, the README stays a landing page in step with CI."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -194,3 +196,38 @@ async def test_performance_page_client_sends_with_aiohttp(anyio_backend: str) ->
     async with page_code("performance.md", username="user", password="pw")["api"] as api:
         with pytest.raises(RuntimeError, match="asyncio only"):
             await api.stats()
+
+
+def sphinx_roles() -> Any:
+    """docs/_griffe/sphinx_roles.py, loaded from its file (it needs the docs extra's griffe)."""
+    pytest.importorskip("griffe")
+    spec = importlib.util.spec_from_file_location(
+        "sphinx_roles", DOCS / "_griffe" / "sphinx_roles.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docstring_roles_become_links_or_code() -> None:
+    """A role the resolver finds becomes a cross-reference (``~`` shows the last part); others, code."""
+    roles = sphinx_roles()
+    known = {
+        "login": "memcachier_async.AsyncAnalytics.login",
+        "memcachier_async.Insight": "x.Insight",
+    }
+    text = "See :meth:`login`, :class:`~memcachier_async.Insight` and :func:`_private`."
+    assert roles.convert(text, known.get) == (
+        "See [`login`][memcachier_async.AsyncAnalytics.login], [`Insight`][x.Insight] and `_private`."
+    )
+
+
+def test_docstring_literal_blocks_become_fences() -> None:
+    """``text::`` and its indented block become ``text:`` and a fenced block; a lone ``::`` goes."""
+    roles = sphinx_roles()
+    text = "Use it::\n\n    api = make()\n\n    await api.stats()\n\nThen:\n\n::\n\n    done()\n"
+    assert roles.literal_blocks(text) == (
+        "Use it:\n\n```python\napi = make()\n\nawait api.stats()\n```\n\nThen:\n\n```python\ndone()\n```\n"
+    )
