@@ -781,7 +781,7 @@ async def test_body_is_decoded_once(fake: FakeTime) -> None:
     assert response.json() == {"ok": True}
 
 
-# --- the budget under partial failure (figures quoted in the README) ---------
+# --- the budget under partial failure (figures quoted in docs/retries.md) --
 
 
 async def run_fault_rate(
