@@ -440,6 +440,12 @@ def decode(body: bytes, cls: type[T], endpoint: str) -> T:
 
 
 def _decode(body: bytes, cls: type[T], endpoint: str) -> T:
+    fast = _FAST_BYTES.get(cls)
+    if fast is not None:
+        decoded = fast(body)
+        if decoded is not None:
+            return decoded  # type: ignore[no-any-return]
+        # Refused: the converter below decides, and explains a failure.
     try:
         data = _loads(body)
     except RecursionError:
@@ -454,6 +460,28 @@ def _decode(body: bytes, cls: type[T], endpoint: str) -> T:
     return structure(data, cls, endpoint)
 
 
+_BY_TIMESTAMP = operator.attrgetter("timestamp")
+
+
 def sort_history(records: list[HistoryRecord]) -> list[HistoryRecord]:
     """History in time order; records of one sampling time keep the server order sent."""
-    return sorted(records, key=lambda r: r.timestamp)
+    return sorted(records, key=_BY_TIMESTAMP)
+
+
+def _fast_bytes() -> dict[Any, Callable[[bytes], Any]]:
+    """msgspec's decoders of stats and history bodies, or none without msgspec."""
+    try:
+        from . import _fast_json
+    except ImportError:  # pragma: no cover - exercised when msgspec is absent
+        return {}
+    return _fast_json.build(
+        max_value=2**64 - 1,
+        max_epoch_seconds=_MAX_EPOCH_SECONDS,
+        # Milliseconds are divided, then checked as seconds: no fraction past the limit.
+        max_epoch_millis=_MAX_EPOCH_SECONDS * 1000,
+        max_id=2**63 - 1,
+    )
+
+
+#: Bytes → model for the big bodies, when msgspec is installed (see _fast_json.py).
+_FAST_BYTES = _fast_bytes()
