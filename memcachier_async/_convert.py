@@ -475,11 +475,12 @@ def _fast_bytes() -> dict[Any, Callable[[bytes], Any]]:
     except ImportError:  # pragma: no cover - exercised when msgspec is absent
         return {}
     return _fast_json.build(
-        max_value=2**64 - 1,
+        max_value=VALUE_LIMIT - 1,
         max_epoch_seconds=_MAX_EPOCH_SECONDS,
-        # Milliseconds are divided, then checked as seconds: no fraction past the limit.
-        max_epoch_millis=_MAX_EPOCH_SECONDS * 1000,
-        max_id=2**63 - 1,
+        # Milliseconds are divided, then checked as seconds (``_epoch``): no
+        # fraction of a second past the limit.
+        max_epoch_millis=min(_MAX_EPOCH_MILLIS, _MAX_EPOCH_SECONDS * 1000),
+        max_id=ID_LIMIT - 1,
     )
 
 
