@@ -20,7 +20,8 @@ from memcachier_async import (
     Stats,
     TransportError,
 )
-from memcachier_async._cli.exporter import Exporter, ExporterState, StatsCollector, error_kind
+from memcachier_async._cli.exporter import Exporter
+from memcachier_async._cli.metrics import ExporterState, StatsCollector, error_kind
 from memcachier_async._convert import structure
 from memcachier_async.testing import Emulator, SimulatedServer
 
@@ -159,7 +160,10 @@ def test_a_failed_poll_drops_server_metrics_and_counts_the_error() -> None:
         == 1
     )
     assert value(samples, "memcachier_last_success_timestamp_seconds", cache="web") is not None
-    assert not any(key[0].startswith("memcached_") for key in samples if key != "__types__")
+    # The named server is down for memcached_up; no other server value, stale or not.
+    assert value(samples, "memcached_up", cache="web", server="mc1.example.com:11211") == 0
+    server_series = [key for key in samples if key != "__types__" and key[0].startswith("memcached_")]
+    assert server_series == [("memcached_up", frozenset({("cache", "web"), ("server", "mc1.example.com:11211")}))]
 
 
 @pytest.mark.parametrize(
@@ -223,8 +227,8 @@ async def served(
         ]
         exporter = Exporter(clients, interval=60)
         try:
-            with exporter.serve("127.0.0.1", 0) as url:
-                yield emulator, exporter, url
+            async with exporter.serve("127.0.0.1", 0) as root:
+                yield emulator, exporter, root + "metrics"
         finally:
             for _, api in clients:
                 await api.aclose()
@@ -278,7 +282,8 @@ async def test_a_failing_cache_is_down_while_the_other_stays_up(
     sessions_series = [
         key for key in samples if key != "__types__" and ("cache", "sessions") in key[1]
     ]
-    assert not any(name.startswith("memcached_") for name, _ in sessions_series)
+    assert {name for name, _ in sessions_series if name.startswith("memcached_")} == {"memcached_up"}
+    assert value(samples, "memcached_up", cache="sessions", server=broken.name) == 0
     # It comes back on the next poll.
     broken.up = True
     await exporter.poll()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import anyio
 import click
 
 from .clients import open_clients
@@ -14,6 +17,9 @@ from .common import (
     target_options,
 )
 
+if TYPE_CHECKING:
+    from .exporter import Mode
+
 # --- export ----------------------------------------------------------------------
 
 
@@ -24,11 +30,25 @@ def _listen_address(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def _shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    from .exporter import parse_shard
+
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--shard") from None
+
+
 @click.command(
     epilog=epilog(
         "memcachier-analytics export --emulator",
         "memcachier-analytics export --config caches.toml --listen 127.0.0.1:9151 --interval 30",
         "curl -s http://127.0.0.1:9151/metrics | grep memcachier_up",
+        "memcachier-analytics export --config caches.toml --mode probe --listen 0.0.0.0:9151",
+        "curl -s 'http://127.0.0.1:9151/probe?cache=web' | grep memcachier_probe_success",
+        "memcachier-analytics export --config caches.toml --shard 0/2   # and 1/2 elsewhere",
     )
 )
 @target_options
@@ -37,7 +57,15 @@ def _listen_address(value: str) -> tuple[str, int]:
     default="127.0.0.1:9151",
     show_default=True,
     metavar="HOST:PORT",
-    help="Where to serve /metrics (loopback by default; port 0 picks a free one).",
+    help="Where to serve the routes (loopback by default; port 0 picks a free one).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["poll", "probe"]),
+    default="poll",
+    show_default=True,
+    help="poll: read every cache each --interval, serve them on /metrics. probe: read a "
+    "cache only when /probe?cache=NAME asks (Prometheus schedules; replicas scale out).",
 )
 @click.option(
     "--interval",
@@ -45,29 +73,57 @@ def _listen_address(value: str) -> tuple[str, int]:
     default=30.0,
     show_default=True,
     metavar="SECONDS",
-    help="Time between polls of every cache.",
+    help="Poll mode: time between polls of every cache.",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    help="Give up on a cache's stats after this long (default: the interval, at least 10 s).",
+    help="Give up on a cache's stats after this long (default: the interval, at least "
+    "10 s). A probe also stops before Prometheus' scrape timeout.",
+)
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Poll mode: poll only the caches whose hash (Prometheus' hashmod of the name) "
+    "modulo N is I, 0 <= I < N.",
+)
+@click.option(
+    "--max-concurrent-probes",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    metavar="N",
+    help="Probes reading a cache at once; one more waits for a free slot within its own "
+    "time, then gets 503.",
 )
 @click.option(
     "--rounds",
     type=click.IntRange(min=0),
     default=0,
-    help="Stop after this many polls (0: serve until interrupted).",
+    help="Poll mode: stop after this many polls (0: serve until interrupted).",
 )
 def export(
-    selection: Selection, listen: str, interval: float, timeout: float | None, rounds: int
+    selection: Selection,
+    listen: str,
+    mode: Mode,
+    interval: float,
+    timeout: float | None,
+    shard: str | None,
+    max_concurrent_probes: int,
+    rounds: int,
 ) -> None:
-    """Serve Prometheus metrics of every configured cache on /metrics.
+    """Serve Prometheus metrics of the configured caches.
+
+    Poll mode (the default) serves every cache on /metrics. Probe mode
+    serves one cache per /probe?cache=NAME and the list of caches on /sd
+    (Prometheus HTTP service discovery), so Prometheus spreads the caches
+    over as many replicas as needed. Both serve /-/healthy and /-/ready.
 
     Metric names follow memcached_exporter (memcached_commands_total,
-    memcached_current_bytes, ...; labels cache and server), plus
-    memcachier_up{cache}, poll durations and error counts. Needs the
-    prometheus extra: pip install 'memcachier-async[prometheus]'.
+    memcached_current_bytes, memcached_up, ...; labels cache and server),
+    plus memcachier_up{cache}, poll or probe durations and error counts.
+    Needs the prometheus extra: pip install 'memcachier-async[prometheus]'.
     """
     try:
         from .exporter import Exporter
@@ -76,15 +132,31 @@ def export(
             f"export needs prometheus-client ({exc}): pip install 'memcachier-async[prometheus]'",
             EXIT_USAGE,
         ) from None
+    if mode == "probe" and (shard is not None or rounds):
+        raise CliError(
+            "--shard and --rounds apply to --mode poll; in probe mode Prometheus shards "
+            "(hashmod) and schedules",
+            EXIT_USAGE,
+        )
+    parts = _shard(shard)
     host, port = _listen_address(listen)
 
     async def main() -> None:
         async with open_clients(selection, multi=True) as clients:
             exporter = Exporter(
-                [(c.name, c.api) for c in clients], interval=interval, timeout=timeout
+                [(c.name, c.api) for c in clients],
+                interval=interval,
+                timeout=timeout,
+                mode=mode,
+                shard=parts,
+                max_probes=max_concurrent_probes,
             )
-            with exporter.serve(host, port) as url:
-                click.echo(f"Serving metrics of {len(clients)} cache(s) on {url}", err=True)
+            async with exporter.serve(host, port) as url:
+                if mode == "probe":
+                    click.echo(f"Probing {len(clients)} cache(s) on demand at {url}", err=True)
+                    await anyio.sleep_forever()
+                polled = len(exporter.polled)
+                click.echo(f"Serving metrics of {polled} cache(s) on {url}metrics", err=True)
                 await exporter.run(rounds=rounds or None)
 
     try:

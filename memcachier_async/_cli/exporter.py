@@ -1,336 +1,144 @@
-"""A Prometheus exporter for many MemCachier caches.
+"""The exporter: many caches' metrics for Prometheus, from one process or many replicas.
 
-The poller (an async task) writes the latest result of each cache into an
-:class:`ExporterState`; a :class:`StatsCollector` turns that state into
-metric families whenever Prometheus scrapes ``/metrics`` (in
-prometheus-client's HTTP server thread). Nothing is computed on the
-scrape path but the mapping below, and a scrape never waits for the API.
+Two ways to run it, on the same routes (served by :mod:`.httpd` in this
+process' event loop):
 
-Metric names follow the memcached_exporter, so dashboards made for it
-work per server (labels ``cache`` and ``server``). The exporter's own
-health is under ``memcachier_``. Counters are exported as the servers
-report them: a restarted server's counter drops, which Prometheus'
-``rate()`` reads as a reset, never as a negative rate. Nothing is summed
-across servers here (a vanished server would make a sum drop, which would
-look like a reset); sum in PromQL instead.
+- **Poll mode** (``/metrics``): :meth:`Exporter.run` reads every cache of
+  the config (or of this replica's shard, :func:`shard_of`) on a fixed
+  cadence; a scrape maps the latest results to metric families
+  (:mod:`.metrics`) and never waits for the API.
+- **Probe mode** (``/probe?cache=NAME``, :mod:`.probe`): Prometheus
+  schedules one probe per cache, found through ``/sd``; each probe reads
+  that cache's stats on demand. Replicas hold no state, so they scale out
+  behind one address while Prometheus shards the caches with ``hashmod``.
 
-Needs the ``prometheus`` extra (prometheus-client).
+Either way: ``/-/healthy``, ``/-/ready``, a landing page at ``/``, 404
+elsewhere; ``/metrics`` carries ``memcachier_exporter_build_info``, the
+probe counts and prometheus-client's process and platform collectors.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import hashlib
+import html
+import json
+import urllib.parse
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Literal
 
 import anyio
-import attrs
-from prometheus_client import CollectorRegistry, start_http_server
+import anyio.to_thread
+from prometheus_client import (
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from memcachier_async._client import AsyncAnalytics
-from memcachier_async._errors import (
-    APIError,
-    AuthenticationError,
-    DecodeError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ServerError,
-    TransportError,
-)
-from memcachier_async._models import ServerStats, Stats
 from memcachier_async._poll import PollResult, watch
+from memcachier_async._version import __version__
 
-__all__ = [
-    "CacheSample",
-    "Exporter",
-    "ExporterState",
-    "StateView",
-    "StatsCollector",
-    "error_kind",
-]
+from .httpd import Request, Response, serve_http, text
+from .metrics import METRICS_CONTENT_TYPE, ExporterState, Families, StatsCollector
+from .probe import SCRAPE_TIMEOUT_HEADER, ProbeBusy, Prober, probe_families, probe_timeout
 
-_SERVER_LABELS = ("cache", "server")
-
-# memcached_commands_total{command, status}: (command, status) → the fields
-# summed. Sets are special-cased below (memcached counts CAS in cmd_set).
-_COMMANDS: tuple[tuple[str, str, str], ...] = (
-    *(
-        (op, status, f"{op}_{field}")
-        for op in ("get", "delete", "incr", "decr", "cas", "touch")
-        for status, field in (("hit", "hits"), ("miss", "misses"))
-    ),
-    ("cas", "badval", "cas_badval"),
-    ("flush", "hit", "cmd_flush"),
-)
-
-# (metric name, help, field) for the one-field families, as memcached_exporter names them.
-_GAUGES: tuple[tuple[str, str, str], ...] = (
-    ("memcached_current_bytes", "Current number of bytes used to store items.", "bytes"),
-    ("memcached_limit_bytes", "Number of bytes this server is allowed to use.", "limit_maxbytes"),
-    ("memcached_current_items", "Current number of items stored.", "curr_items"),
-    ("memcached_current_connections", "Current number of open connections.", "curr_connections"),
-)
-_COUNTERS: tuple[tuple[str, str, str], ...] = (
-    ("memcached_items", "Items stored since the server started.", "total_items"),
-    ("memcached_items_evicted", "Valid items removed to free memory.", "evictions"),
-    ("memcached_connections", "Connections opened since the server started.", "total_connections"),
-    ("memcached_read_bytes", "Bytes read by this server from the network.", "bytes_read"),
-    ("memcached_written_bytes", "Bytes sent by this server to the network.", "bytes_written"),
-    # Not in memcached_exporter's set, so under our own prefix.
-    ("memcachier_items_expired", "Items that expired (MemCachier's expired).", "expired"),
-    ("memcachier_auth_commands", "SASL authentication commands.", "auth_cmds"),
-    ("memcachier_auth_errors", "Failed SASL authentications.", "auth_errors"),
-)
+__all__ = ["Exporter", "Mode", "parse_shard", "shard_of"]
 
 
-def error_kind(error: BaseException) -> str:
-    """A short label for what went wrong in a poll (``memcachier_poll_errors_total{kind}``)."""
-    kinds: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
-        ((AuthenticationError, PermissionDeniedError), "auth"),
-        (NotFoundError, "not_found"),
-        (RateLimitError, "rate_limit"),
-        (ServerError, "server"),
-        (APIError, "api"),
-        (TransportError, "transport"),
-        (DecodeError, "decode"),
-        (TimeoutError, "timeout"),
-    )
-    for classes, kind in kinds:
-        if isinstance(error, classes):
-            return kind
-    return "other"
+class _SelfCollector(Collector):
+    """The exporter's own families: build info and probes."""
 
-
-@attrs.frozen
-class CacheSample:
-    """A cache after its latest poll: its stats, or what failed.
-
-    ``stats`` is ``None`` when the latest poll failed: the exporter then
-    serves ``memcachier_up 0`` and no server metrics for the cache, rather
-    than stale values. ``unavailable`` names the servers the API said did
-    not answer (``500 Server error: host:port``).
-    """
-
-    stats: Stats | None
-    finished: float
-    error: str | None = None
-    unavailable: tuple[str, ...] = ()
-
-    @property
-    def up(self) -> bool:
-        return self.stats is not None
-
-
-class ExporterState:
-    """The latest sample of each cache, plus poll and error counts.
-
-    Written by the poller, read by scrapes in another thread; each update
-    replaces whole values under a lock, so a scrape sees every cache
-    either before or after a poll, never half-way.
-    """
-
-    def __init__(self, caches: Iterable[str]) -> None:
-        self._caches = tuple(caches)
-        self._lock = threading.Lock()
-        self._samples: dict[str, CacheSample] = {}
-        self._last_success: dict[str, float] = {}
-        self._polls: Counter[str] = Counter()
-        self._skipped: Counter[str] = Counter()
-        self._errors: Counter[tuple[str, str]] = Counter()
-        self._round_duration: float | None = None
-
-    @property
-    def caches(self) -> tuple[str, ...]:
-        return self._caches
-
-    def record_success(self, cache: str, stats: Stats) -> None:
-        now = time.time()
-        with self._lock:
-            self._samples[cache] = CacheSample(stats=stats, finished=now)
-            self._last_success[cache] = now
-            self._polls[cache] += 1
-
-    def record_failure(self, cache: str, error: BaseException) -> None:
-        unavailable = error.servers if isinstance(error, ServerError) else ()
-        kind = error_kind(error)
-        with self._lock:
-            self._samples[cache] = CacheSample(
-                stats=None,
-                finished=time.time(),
-                error=kind,
-                unavailable=unavailable,
-            )
-            self._polls[cache] += 1
-            self._errors[(cache, kind)] += 1
-
-    def record_skipped(self, cache: str) -> None:
-        """A round found the cache's previous call still running, and did not call again."""
-        with self._lock:
-            self._skipped[cache] += 1
-
-    def record_round(self, duration: float) -> None:
-        """How long the latest round over every cache took."""
-        with self._lock:
-            self._round_duration = duration
-
-    def sample(self, cache: str) -> CacheSample | None:
-        with self._lock:
-            return self._samples.get(cache)
-
-    def view(self) -> StateView:
-        """A consistent copy of everything, for one scrape."""
-        with self._lock:
-            return StateView(
-                caches=self._caches,
-                samples=dict(self._samples),
-                last_success=dict(self._last_success),
-                polls=dict(self._polls),
-                skipped=dict(self._skipped),
-                errors=dict(self._errors),
-                round_duration=self._round_duration,
-            )
-
-
-@attrs.frozen
-class StateView:
-    """What a scrape reads: one consistent copy of an :class:`ExporterState`."""
-
-    caches: tuple[str, ...]
-    samples: Mapping[str, CacheSample]
-    last_success: Mapping[str, float]
-    polls: Mapping[str, int]
-    skipped: Mapping[str, int]
-    errors: Mapping[tuple[str, str], int]
-    round_duration: float | None
-
-
-def _sets(stats: ServerStats) -> int:
-    # memcached counts CAS commands in cmd_set too; memcached_exporter's
-    # set/hit is the plain sets. Never below zero, whatever a server sends.
-    return max(0, stats.cmd_set - stats.cas_hits - stats.cas_misses - stats.cas_badval)
-
-
-def _server_families(samples: Mapping[str, CacheSample]) -> Iterator[Metric]:
-    up = [(cache, sample.stats) for cache, sample in samples.items() if sample.stats is not None]
-    commands = CounterMetricFamily(
-        "memcached_commands",
-        "Requests by command (get, set, ...) and status (hit, miss, badval).",
-        labels=(*_SERVER_LABELS, "command", "status"),
-    )
-    gauges = {
-        name: GaugeMetricFamily(name, text, labels=_SERVER_LABELS) for name, text, _ in _GAUGES
-    }
-    counters = {
-        name: CounterMetricFamily(name, text, labels=_SERVER_LABELS) for name, text, _ in _COUNTERS
-    }
-    clock = GaugeMetricFamily(
-        "memcached_time_seconds", "The server's clock, in Unix seconds.", labels=_SERVER_LABELS
-    )
-    for cache, stats in up:
-        for server, s in stats.items():
-            labels = [cache, server]
-            for command, status, field in _COMMANDS:
-                commands.add_metric([*labels, command, status], getattr(s, field))
-            commands.add_metric([*labels, "set", "hit"], _sets(s))
-            for name, _, field in _GAUGES:
-                gauges[name].add_metric(labels, getattr(s, field))
-            for name, _, field in _COUNTERS:
-                counters[name].add_metric(labels, getattr(s, field))
-            clock.add_metric(labels, s.time.timestamp())
-    yield commands
-    yield from gauges.values()
-    yield from counters.values()
-    yield clock
-
-
-def _cache_families(view: StateView) -> Iterator[Metric]:
-    up = GaugeMetricFamily(
-        "memcachier_up", "1 if the latest poll of the cache's stats succeeded.", labels=["cache"]
-    )
-    duration = GaugeMetricFamily(
-        "memcachier_last_poll_duration_seconds",
-        "How long the latest poll of every cache took (one round).",
-    )
-    if view.round_duration is not None:
-        duration.add_metric([], view.round_duration)
-    success = GaugeMetricFamily(
-        "memcachier_last_success_timestamp_seconds",
-        "When the cache's stats were last read successfully (Unix seconds).",
-        labels=["cache"],
-    )
-    servers = GaugeMetricFamily(
-        "memcachier_servers", "Servers in the cache's latest stats.", labels=["cache"]
-    )
-    unavailable = GaugeMetricFamily(
-        "memcachier_server_unavailable",
-        "1 for each server the API reported as not answering in the latest poll.",
-        labels=list(_SERVER_LABELS),
-    )
-    poll_count = CounterMetricFamily(
-        "memcachier_polls", "Polls of the cache's stats that finished.", labels=["cache"]
-    )
-    skipped = CounterMetricFamily(
-        "memcachier_skipped_polls",
-        "Rounds that did not call the cache: its previous call was still running.",
-        labels=["cache"],
-    )
-    error_count = CounterMetricFamily(
-        "memcachier_poll_errors",
-        "Failed polls, by kind (auth, server, transport, timeout, ...).",
-        labels=["cache", "kind"],
-    )
-    for cache in view.caches:
-        sample = view.samples.get(cache)
-        # A cache not polled yet is down until it answers.
-        up.add_metric([cache], 1 if sample is not None and sample.up else 0)
-        poll_count.add_metric([cache], view.polls.get(cache, 0))
-        skipped.add_metric([cache], view.skipped.get(cache, 0))
-        if sample is None:
-            continue
-        if sample.stats is not None:
-            servers.add_metric([cache], len(sample.stats))
-        for server in sample.unavailable:
-            unavailable.add_metric([cache, server], 1)
-        if cache in view.last_success:
-            success.add_metric([cache], view.last_success[cache])
-    for (cache, kind), count in sorted(view.errors.items()):
-        error_count.add_metric([cache, kind], count)
-    yield from (up, duration, success, servers, unavailable, poll_count, skipped, error_count)
-
-
-class StatsCollector(Collector):
-    """Metric families from an :class:`ExporterState`, built at each scrape."""
-
-    def __init__(self, state: ExporterState) -> None:
-        self._state = state
+    def __init__(self, exporter: Exporter) -> None:
+        self._exporter = exporter
 
     def collect(self) -> Iterable[Metric]:
-        view = self._state.view()
-        yield from _cache_families(view)
-        yield from _server_families(view.samples)
+        info = GaugeMetricFamily(
+            "memcachier_exporter_build_info",
+            "Always 1; the exporter's version in a label.",
+            labels=["version"],
+        )
+        info.add_metric([__version__], 1)
+        yield info
+        prober = self._exporter.prober
+        yield GaugeMetricFamily(
+            "memcachier_exporter_probes_in_flight",
+            "Probes reading a cache now (at most --max-concurrent-probes).",
+            value=prober.in_flight,
+        )
+        yield GaugeMetricFamily(
+            "memcachier_exporter_probes_waiting",
+            "Probes waiting for a free slot.",
+            value=prober.waiting,
+        )
+        answered = CounterMetricFamily(
+            "memcachier_exporter_probes",
+            "Probes answered, by result: success, failure (the cache's), busy (no free slot).",
+            labels=["result"],
+        )
+        for result in ("success", "failure", "busy"):
+            answered.add_metric([result], prober.results[result])
+        yield answered
+
+
+# --- sharding --------------------------------------------------------------------
+
+
+def shard_of(cache: str, shards: int) -> int:
+    """The shard (0 to ``shards - 1``) of a cache name: Prometheus' ``hashmod``.
+
+    MD5 of the name's UTF-8 bytes, its last 8 bytes read as a big-endian
+    unsigned integer, modulo ``shards``: what a ``hashmod`` relabel rule with
+    ``source_labels: [cache]`` computes, so poll-mode shards and Prometheus
+    shards split a fleet the same way, on every replica and every restart.
+    """
+    digest = hashlib.md5(cache.encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest[8:], "big") % shards
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` → ``(I, N)``, with ``0 <= I < N``; :class:`ValueError` otherwise."""
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit()):
+        raise ValueError(f"expected I/N (for instance 0/2), got {text!r}")
+    i, n = int(index), int(count)
+    if not 0 <= i < n:
+        raise ValueError(f"shard {i}/{n}: I must be at least 0 and below N")
+    return i, n
 
 
 # --- polling and serving ---------------------------------------------------------
 
+Mode = Literal["poll", "probe"]
+
+_ROUTES = (
+    ("/metrics", "this replica's metrics; in poll mode, every polled cache's"),
+    ("/probe?cache={cache}", "one cache's stats, read now (Prometheus' multi-target pattern)"),
+    ("/sd", "the configured caches, in Prometheus' HTTP service discovery format"),
+    ("/-/healthy", "200 while the process runs"),
+    ("/-/ready", "200 once the config is loaded (poll mode: and the first round is done)"),
+)
+
 
 class Exporter:
-    """Polls caches on a fixed cadence and serves their metrics.
+    """Serves the metrics of many caches: polled on a cadence, or probed on demand.
 
     ::
 
         exporter = Exporter([("web", api)], interval=30)
-        with exporter.serve("127.0.0.1", 9151) as url:
-            await exporter.run()
+        async with exporter.serve("127.0.0.1", 9151) as url:
+            await exporter.run()          # poll mode; in probe mode, just wait
 
     Polling is :func:`memcachier_async.watch`: rounds on a fixed grid, a
     cache whose previous call is still running is skipped rather than
     called twice. ``timeout`` bounds each cache's stats call (default: the
-    interval, at least 10 s).
+    interval, at least 10 s), and caps a probe's time. ``shard=(i, n)``
+    polls only the caches whose :func:`shard_of` is ``i``; ``/probe`` and
+    ``/sd`` serve every cache. ``max_probes`` bounds the probes running at
+    once (see :mod:`.probe`).
     """
 
     def __init__(
@@ -340,19 +148,47 @@ class Exporter:
         interval: float = 30.0,
         timeout: float | None = None,
         concurrency: int | None = None,
+        mode: Mode = "poll",
+        shard: tuple[int, int] | None = None,
+        max_probes: int = 64,
     ) -> None:
         if not interval > 0:
             raise ValueError("interval must be positive seconds")
-        self._names = [name for name, _ in clients]
-        self._clients = [api for _, api in clients]
+        if mode not in ("poll", "probe"):
+            raise ValueError(f"mode must be 'poll' or 'probe', not {mode!r}")
+        self.mode = mode
+        self.shard = shard
+        polled = [
+            (name, api)
+            for name, api in clients
+            if mode == "poll" and (shard is None or shard_of(name, shard[1]) == shard[0])
+        ]
+        self._names = [name for name, _ in polled]
+        self._clients = [api for _, api in polled]
+        self.caches = tuple(name for name, _ in clients)
         self.interval = interval
         # A short interval must not starve a slow API: at least 10 s per call.
         self.timeout = timeout if timeout is not None else max(interval, 10.0)
         self.concurrency = concurrency
+        self.prober: Prober = Prober(dict(clients), max_concurrent=max_probes)
         self.state = ExporterState(self._names)
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(StatsCollector(self.state))
+        if mode == "poll":
+            self.registry.register(StatsCollector(self.state))
+        self.registry.register(_SelfCollector(self))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         self.rounds = 0
+
+    @property
+    def polled(self) -> tuple[str, ...]:
+        """The caches this replica polls (none in probe mode)."""
+        return tuple(self._names)
+
+    @property
+    def ready(self) -> bool:
+        """Config loaded (it is, once constructed); in poll mode, the first round done too."""
+        return self.mode == "probe" or self.rounds > 0
 
     def _record(self, results: Iterable[PollResult], duration: float) -> None:
         for result in results:
@@ -369,7 +205,7 @@ class Exporter:
         self.rounds += 1
 
     async def poll(self) -> None:
-        """One round now: every cache's stats."""
+        """One round now: every polled cache's stats."""
         await self.run(rounds=1)
 
     async def run(self, *, rounds: int | None = None) -> None:
@@ -385,15 +221,76 @@ class Exporter:
             async for done in poller:
                 self._record(done.results, anyio.current_time() - done.due)
 
-    @contextlib.contextmanager
-    def serve(self, host: str = "127.0.0.1", port: int = 9151) -> Iterator[str]:
-        """Serve ``/metrics`` over HTTP (in a thread) while the block runs; yields its URL."""
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
+    # --- routes ------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        """The answer to one HTTP request (see :data:`_ROUTES`)."""
+        path = request.path
+        if path == "/metrics":
+            body = await anyio.to_thread.run_sync(generate_latest, self.registry)
+            return Response(200, body, METRICS_CONTENT_TYPE)
+        if path == "/probe":
+            return await self._probe(request)
+        if path == "/sd":
+            groups = [{"targets": [name], "labels": {"cache": name}} for name in self.caches]
+            return Response(200, json.dumps(groups).encode(), "application/json")
+        if path == "/-/healthy":
+            return text(200, "Healthy.")
+        if path == "/-/ready":
+            if self.ready:
+                return text(200, "Ready.")
+            return text(503, "Not ready: the first poll round is not done.")
+        if path == "/":
+            return Response(200, self._landing().encode(), "text/html; charset=utf-8")
+        routes = ", ".join(route.format(cache="NAME") for route, _ in _ROUTES)
+        return text(404, f"Not found. Routes: /, {routes}.")
+
+    async def _probe(self, request: Request) -> Response:
+        names = request.query.get("cache", ())
+        if len(names) != 1 or not names[0]:
+            return text(400, "Give one cache: /probe?cache=NAME (the names are listed at /sd).")
+        cache = names[0]
+        if cache not in self.prober:
+            return text(400, f"Unknown cache {cache[:100]!r}: not in the config (see /sd).")
         try:
-            bound = server.server_address[1]
+            timeout = probe_timeout(request.headers.get(SCRAPE_TIMEOUT_HEADER), self.timeout)
+        except ValueError as exc:
+            return text(400, f"Bad header: {exc}.")
+        try:
+            result = await self.prober.probe(cache, within=timeout)
+        except ProbeBusy as busy:
+            return text(503, str(busy))
+        body = generate_latest(Families(probe_families(result)))
+        return Response(200, body, METRICS_CONTENT_TYPE)
+
+    def _landing(self) -> str:
+        example = self.caches[0] if self.caches else "NAME"
+        if self.mode == "poll":
+            what = f"poll mode: {len(self._names)} of {len(self.caches)} caches polled every "
+            what += f"{self.interval:g} s"
+            if self.shard is not None:
+                what += f" (shard {self.shard[0]}/{self.shard[1]})"
+        else:
+            what = f"probe mode: {len(self.caches)} caches, probed on demand"
+        items = "\n".join(
+            '<li><a href="{href}">{label}</a>: {what}</li>'.format(
+                href=html.escape(route.format(cache=urllib.parse.quote(example, safe=""))),
+                label=html.escape(route.format(cache=example)),
+                what=html.escape(description),
+            )
+            for route, description in _ROUTES
+        )
+        return (
+            '<!doctype html>\n<html><head><meta charset="utf-8">'
+            "<title>memcachier-analytics exporter</title></head>\n<body>\n"
+            "<h1>memcachier-analytics exporter</h1>\n"
+            f"<p>Version {html.escape(__version__)}; {html.escape(what)}.</p>\n"
+            f"<ul>\n{items}\n</ul>\n</body></html>\n"
+        )
+
+    @contextlib.asynccontextmanager
+    async def serve(self, host: str = "127.0.0.1", port: int = 9151) -> AsyncIterator[str]:
+        """Serve the routes over HTTP (in this event loop) while the block runs; yields the root."""
+        async with serve_http(self.handle, host, port) as bound:
             shown = f"[{host}]" if ":" in host else host
-            yield f"http://{shown}:{bound}/metrics"
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join()
+            yield f"http://{shown}:{bound}/"
