@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable
+
 import pytest
 
 # Our own pytest plugin (the ``memcachier_emulator`` fixture) is loaded here
@@ -21,6 +25,31 @@ def clean_cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "COLUMNS",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+def _required_here(variable: str) -> bool:
+    """CI runs every real-binary test: a missing binary is a failure there, not a skip."""
+    return os.environ.get(variable) == "1" or os.environ.get("CI", "").lower() in ("1", "true")
+
+
+@pytest.fixture
+def require_binary() -> Callable[[str, str], str]:
+    """``require_binary(name, package)``: the binary's path, or skip (fail in CI) when it is missing.
+
+    Missing binaries fail rather than skip when ``CI`` is true or when
+    ``MEMCACHIER_REQUIRE_PROMETHEUS=1`` (``.ci/run`` sets it).
+    """
+
+    def require(name: str, package: str) -> str:
+        path = shutil.which(name)
+        if path is None:
+            message = f"the {name} binary is not installed (Debian package {package})"
+            if _required_here("MEMCACHIER_REQUIRE_PROMETHEUS"):
+                pytest.fail(f"{message}; CI must run this test")
+            pytest.skip(message)
+        return path
+
+    return require
 
 
 @pytest.fixture(params=["asyncio", "trio"])

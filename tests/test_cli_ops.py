@@ -356,6 +356,40 @@ def test_export_serves_then_stops_after_its_rounds() -> None:
     assert "Serving metrics of 2 cache(s) on http://127.0.0.1:" in result.stderr
 
 
+def test_export_shard_polls_its_share_of_the_caches() -> None:
+    """export --shard I/N polls the caches of its shard only (the emulator's web and sessions split)."""
+    from memcachier_async._cli.exporter import shard_of
+
+    counts = []
+    for index in (0, 1):
+        result = run(
+            "export", "--emulator", "--listen", "127.0.0.1:0", "--rounds", "1",
+            "--interval", "0.01", "--shard", f"{index}/2",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        expected = sum(shard_of(name, 2) == index for name in ("web", "sessions"))
+        assert f"Serving metrics of {expected} cache(s)" in result.stderr
+        counts.append(expected)
+    assert sum(counts) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shard", "2/2"], "below N"),
+        (["--shard", "half"], "expected I/N"),
+        (["--mode", "probe", "--shard", "0/2"], "apply to --mode poll"),
+        (["--mode", "probe", "--rounds", "1"], "apply to --mode poll"),
+        (["--max-concurrent-probes", "0"], "0 is not in the range"),
+    ],
+)
+def test_export_refuses_options_that_do_not_fit(args: list[str], message: str) -> None:
+    """A bad --shard, or poll-only options in probe mode: a usage error (2) saying why."""
+    result = run("export", "--emulator", "--listen", "127.0.0.1:0", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
 def test_export_refuses_a_bad_listen_address() -> None:
     """--listen must be HOST:PORT: a usage error otherwise."""
     result = run("export", "--emulator", "--listen", "nowhere")

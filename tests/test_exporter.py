@@ -162,8 +162,12 @@ def test_a_failed_poll_drops_server_metrics_and_counts_the_error() -> None:
     assert value(samples, "memcachier_last_success_timestamp_seconds", cache="web") is not None
     # The named server is down for memcached_up; no other server value, stale or not.
     assert value(samples, "memcached_up", cache="web", server="mc1.example.com:11211") == 0
-    server_series = [key for key in samples if key != "__types__" and key[0].startswith("memcached_")]
-    assert server_series == [("memcached_up", frozenset({("cache", "web"), ("server", "mc1.example.com:11211")}))]
+    server_series = [
+        key for key in samples if key != "__types__" and key[0].startswith("memcached_")
+    ]
+    assert server_series == [
+        ("memcached_up", frozenset({("cache", "web"), ("server", "mc1.example.com:11211")}))
+    ]
 
 
 @pytest.mark.parametrize(
@@ -282,7 +286,9 @@ async def test_a_failing_cache_is_down_while_the_other_stays_up(
     sessions_series = [
         key for key in samples if key != "__types__" and ("cache", "sessions") in key[1]
     ]
-    assert {name for name, _ in sessions_series if name.startswith("memcached_")} == {"memcached_up"}
+    assert {name for name, _ in sessions_series if name.startswith("memcached_")} == {
+        "memcached_up"
+    }
     assert value(samples, "memcached_up", cache="sessions", server=broken.name) == 0
     # It comes back on the next poll.
     broken.up = True
