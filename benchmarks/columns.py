@@ -7,6 +7,9 @@ Columns (what each one does per call):
 - ``httpx``: what a user writes without the SDK: one default
   ``httpx.AsyncClient``, ``get(url, auth=(user, password))``,
   ``raise_for_status()``, ``response.json()``.
+- ``httpx-limits``: the same loop with ``httpx.Limits`` raised to the
+  concurrency (``max_connections`` and ``max_keepalive_connections``), as a
+  user who read httpx's docs on pools would write it.
 - ``sdk``: ``AsyncAnalytics`` with its default transport, ``await api.stats()``
   (typed models, strict validation).
 - ``sdk-aiohttp``: the same with ``http_backend="aiohttp"``.
@@ -16,7 +19,8 @@ open, caches warm) the window of ``duration`` seconds is measured: process
 CPU time (``time.process_time``), calls finished, and the latency of each
 call that started and ended inside the window. ``--pool N`` gives every
 column a pool of N connections (the latency-bound regime needs one per call
-in flight); otherwise each keeps its own default (100 for all four).
+in flight); otherwise each keeps its own default (100 connections, except
+``httpx-limits``, whose pool is the concurrency).
 """
 
 from __future__ import annotations
@@ -35,10 +39,11 @@ USER, PASSWORD = "BENCH_USER", "bench-password"
 CACHE_ID = 1561
 
 Call = Callable[[], Awaitable[Any]]
+Maker = Callable[[str, str, int | None, int], Awaitable[tuple[Call, Any]]]
 
 
 async def _floor(
-    base: str, endpoint: str, pool: int | None
+    base: str, endpoint: str, pool: int | None, concurrency: int
 ) -> tuple[Call, Callable[[], Awaitable[None]]]:
     import aiohttp
     import orjson
@@ -60,26 +65,30 @@ async def _floor(
     return call, session.close
 
 
-async def _httpx(
-    base: str, endpoint: str, pool: int | None
-) -> tuple[Call, Callable[[], Awaitable[None]]]:
-    import httpx
-
-    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
-    client = httpx.AsyncClient(limits=limits) if pool else httpx.AsyncClient()
-    url = f"{base}/{CACHE_ID}/{endpoint}"
-
-    async def call() -> Any:
-        response = await client.get(url, auth=(USER, PASSWORD))
-        response.raise_for_status()
-        return response.json()
-
-    return call, client.aclose
-
-
-def _sdk(backend: str | None) -> Callable[[str, str, int | None], Awaitable[tuple[Call, Any]]]:
+def _httpx(raise_limits: bool) -> Maker:
     async def make(
-        base: str, endpoint: str, pool: int | None
+        base: str, endpoint: str, pool: int | None, concurrency: int
+    ) -> tuple[Call, Callable[[], Awaitable[None]]]:
+        import httpx
+
+        size = pool or (concurrency if raise_limits else None)
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        client = httpx.AsyncClient(limits=limits) if size else httpx.AsyncClient()
+        url = f"{base}/{CACHE_ID}/{endpoint}"
+
+        async def call() -> Any:
+            response = await client.get(url, auth=(USER, PASSWORD))
+            response.raise_for_status()
+            return response.json()
+
+        return call, client.aclose
+
+    return make
+
+
+def _sdk(backend: str | None) -> Maker:
+    async def make(
+        base: str, endpoint: str, pool: int | None, concurrency: int
     ) -> tuple[Call, Callable[[], Awaitable[None]]]:
         import httpx
 
@@ -99,9 +108,10 @@ def _sdk(backend: str | None) -> Callable[[str, str, int | None], Awaitable[tupl
     return make
 
 
-COLUMNS: dict[str, Callable[[str, str, int | None], Awaitable[tuple[Call, Any]]]] = {
+COLUMNS: dict[str, Maker] = {
     "floor": _floor,
-    "httpx": _httpx,
+    "httpx": _httpx(raise_limits=False),
+    "httpx-limits": _httpx(raise_limits=True),
     "sdk": _sdk(None),
     "sdk-aiohttp": _sdk("aiohttp"),
 }
@@ -117,7 +127,7 @@ async def measure(
     profile: str | None = None,
     pool: int | None = None,
 ) -> dict[str, Any]:
-    call, close = await COLUMNS[column](base, endpoint, pool)
+    call, close = await COLUMNS[column](base, endpoint, pool, concurrency)
     stop = False
     errors = 0
     finished = 0
@@ -166,7 +176,8 @@ async def measure(
         "calls": calls,
         "errors": errors1 - errors0,
         "wall": wall1 - wall0,
-        "cpu_us_per_call": (cpu1 - cpu0) / max(calls, 1) * 1e6,
+        # No call finished in the window: no CPU per call to speak of.
+        "cpu_us_per_call": (cpu1 - cpu0) / calls * 1e6 if calls else float("nan"),
         "calls_per_s": calls / (wall1 - wall0),
         "cpu_share": (cpu1 - cpu0) / (wall1 - wall0),
         "p50_ms": _quantile(latencies, 0.50) * 1000,

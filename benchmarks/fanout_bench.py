@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--cpu", type=int, default=None)
+    parser.add_argument("--profile", default=None, help="write cProfile stats of the run here")
     args = parser.parse_args()
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
@@ -139,6 +140,12 @@ def main() -> None:
     else:
         import memcachier_async
         import memcachier_async._transports.aiohttp  # noqa: F401
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if args.mode == "rss":
         result = asyncio.run(
@@ -151,6 +158,9 @@ def main() -> None:
             backend = "aiohttp" if args.mode == "fanout-sdk-aiohttp" else "httpx"
             work = fanout_sdk(args.base_url, args.caches, args.concurrency, backend)
         result = asyncio.run(work)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     result.update(
         mode=args.mode,
         caches=args.caches,
