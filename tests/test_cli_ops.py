@@ -390,6 +390,20 @@ def test_export_refuses_options_that_do_not_fit(args: list[str], message: str) -
     assert message in result.stderr
 
 
+@pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
+def test_export_polls_over_tcp_with_either_http_backend(
+    tcp: tuple[Emulator, list[str]], backend: str
+) -> None:
+    """export --http-backend aiohttp|httpx reaches a real server over loopback and polls it."""
+    emulator, options = tcp
+    result = run(
+        "export", *options, "--listen", "127.0.0.1:0", "--rounds", "1", "--interval", "0.01",
+        "--http-backend", backend,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert emulator.calls["stats"] == 1
+
+
 def test_export_refuses_a_bad_listen_address() -> None:
     """--listen must be HOST:PORT: a usage error otherwise."""
     result = run("export", "--emulator", "--listen", "nowhere")

@@ -317,3 +317,30 @@ def test_interval_must_be_positive() -> None:
     """A zero interval would poll in a busy loop: refused."""
     with pytest.raises(ValueError, match="interval"):
         Exporter([], interval=0)
+
+
+def test_render_writes_what_generate_latest_writes() -> None:
+    """The fast renderer's bytes equal prometheus-client's, escapes, counters and collectors included."""
+    from prometheus_client import PlatformCollector, ProcessCollector
+
+    from memcachier_async._cli.metrics import Families, render
+
+    fields = json.loads((SAMPLES / "stats_reference.json").read_text())
+    (_, server), *_ = fields.items()
+    odd = 'we"b\\cache\nnext ünïcode'
+    state = ExporterState(["web", odd, "never"])
+    state.record_success("web", load_stats("stats_two_servers.json"))
+    state.record_success(odd, stats_of({'host"1\\:11211': server}))
+    state.record_failure(
+        "never",
+        ServerError("x", status_code=500, method="GET", url="u", body="", servers=["a:1"]),
+    )
+    state.record_round(1.5)
+    registry = CollectorRegistry()
+    registry.register(StatsCollector(state))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    families = list(registry.collect())  # once: process values move between collections
+    expected = generate_latest(Families(families))
+    assert render(families) == expected
+    assert b'cache="we\\"b\\\\cache\\nnext' in expected

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import anyio
 import click
 
-from .clients import open_clients
+from .clients import HttpBackend, open_clients
 from .common import (
     EXIT_USAGE,
     CliError,
@@ -98,6 +98,14 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     "time, then gets 503.",
 )
 @click.option(
+    "--http-backend",
+    type=click.Choice(["aiohttp", "httpx"]),
+    default="aiohttp",
+    show_default=True,
+    help="How the exporter calls the API: aiohttp costs several times less CPU per call "
+    "than httpx's own transport when many calls run at once.",
+)
+@click.option(
     "--rounds",
     type=click.IntRange(min=0),
     default=0,
@@ -111,6 +119,7 @@ def export(
     timeout: float | None,
     shard: str | None,
     max_concurrent_probes: int,
+    http_backend: HttpBackend,
     rounds: int,
 ) -> None:
     """Serve Prometheus metrics of the configured caches.
@@ -138,11 +147,20 @@ def export(
             "(hashmod) and schedules",
             EXIT_USAGE,
         )
+    if http_backend == "aiohttp":
+        try:
+            import aiohttp  # noqa: F401
+        except ImportError:
+            raise CliError(
+                "--http-backend aiohttp needs aiohttp: pip install 'memcachier-async[prometheus]' "
+                "(or pass --http-backend httpx)",
+                EXIT_USAGE,
+            ) from None
     parts = _shard(shard)
     host, port = _listen_address(listen)
 
     async def main() -> None:
-        async with open_clients(selection, multi=True) as clients:
+        async with open_clients(selection, multi=True, http_backend=http_backend) as clients:
             exporter = Exporter(
                 [(c.name, c.api) for c in clients],
                 interval=interval,

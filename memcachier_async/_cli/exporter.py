@@ -33,7 +33,6 @@ from prometheus_client import (
     CollectorRegistry,
     PlatformCollector,
     ProcessCollector,
-    generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -43,7 +42,7 @@ from memcachier_async._poll import PollResult, watch
 from memcachier_async._version import __version__
 
 from .httpd import Request, Response, serve_http, text
-from .metrics import METRICS_CONTENT_TYPE, ExporterState, Families, StatsCollector
+from .metrics import METRICS_CONTENT_TYPE, ExporterState, StatsCollector, render
 from .probe import SCRAPE_TIMEOUT_HEADER, ProbeBusy, Prober, probe_families, probe_timeout
 
 __all__ = ["Exporter", "Mode", "parse_shard", "shard_of"]
@@ -227,7 +226,7 @@ class Exporter:
         """The answer to one HTTP request (see :data:`_ROUTES`)."""
         path = request.path
         if path == "/metrics":
-            body = await anyio.to_thread.run_sync(generate_latest, self.registry)
+            body = await anyio.to_thread.run_sync(lambda: render(self.registry.collect()))
             return Response(200, body, METRICS_CONTENT_TYPE)
         if path == "/probe":
             return await self._probe(request)
@@ -260,7 +259,7 @@ class Exporter:
             result = await self.prober.probe(cache, within=timeout)
         except ProbeBusy as busy:
             return text(503, str(busy))
-        body = generate_latest(Families(probe_families(result)))
+        body = render(probe_families(result))
         return Response(200, body, METRICS_CONTENT_TYPE)
 
     def _landing(self) -> str:

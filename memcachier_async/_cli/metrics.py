@@ -26,8 +26,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import attrs
+from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from memcachier_async._errors import (
     APIError,
@@ -49,6 +51,7 @@ __all__ = [
     "StateView",
     "StatsCollector",
     "error_kind",
+    "render",
     "sample_families",
 ]
 
@@ -351,3 +354,47 @@ class Families(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return self._families
+
+
+# --- the text exposition format --------------------------------------------------
+
+_TEXT_TYPES = {"counter": "counter", "gauge": "gauge", "unknown": "untyped"}
+
+
+def _escape_value(value: str) -> str:
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+def render(families: Iterable[Metric]) -> bytes:
+    """``families`` in Prometheus' text format (0.0.4): what ``generate_latest`` writes, faster.
+
+    prometheus-client checks and escapes every metric and label name on
+    every sample; ours are valid by construction, so only label values
+    (cache and server names, from the config and the API) are escaped here.
+    A family of another type (a histogram, ...) or with samples of other
+    names is left to ``generate_latest``. Byte-for-byte the same output
+    (tests/test_exporter.py compares them).
+    """
+    out: list[str] = []
+    append = out.append
+    for family in families:
+        kind = _TEXT_TYPES.get(family.type)
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        if kind is None or any(sample.name != name for sample in family.samples):
+            append(generate_latest(Families([family])).decode())
+            continue
+        help_text = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
+        append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+        for sample in family.samples:
+            value = floatToGoString(sample.value)  # type: ignore[no-untyped-call]
+            stamp = "" if sample.timestamp is None else f" {int(float(sample.timestamp) * 1000):d}"
+            if sample.labels:
+                labels = ",".join(
+                    f'{key}="{_escape_value(text)}"' for key, text in sorted(sample.labels.items())
+                )
+                append(f"{name}{{{labels}}} {value}{stamp}\n")
+            else:
+                append(f"{name} {value}{stamp}\n")
+    return "".join(out).encode()
