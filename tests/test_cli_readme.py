@@ -148,3 +148,72 @@ def test_fastapi_snippet_is_the_example() -> None:
     (snippet,) = named_blocks("fastapi.md", "lifespan-snippet")
     example = (ROOT / "examples" / "fastapi_app.py").read_text()
     assert textwrap.indent(snippet, "    ") in example
+
+
+def test_probe_mode_example_serves_sd_and_a_probe(account: tuple[Emulator, dict[str, str]]) -> None:
+    """The probe-mode example: /sd lists the config's caches, the probe of web succeeds, as grepped."""
+    _, env = account
+    block = named_blocks("exporter.md", "probe-commands")[0].strip().splitlines()
+    export_line, sd_line, probe_line = block
+    argv = shlex.split(export_line)
+    assert argv[argv.index("--listen") + 1] == "127.0.0.1:9151"
+    argv[argv.index("--listen") + 1] = "127.0.0.1:0"
+    with subprocess.Popen(
+        [sys.executable, "-m", "memcachier_async._cli", *argv[1:]],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    ) as process:
+        try:
+            assert process.stderr is not None
+            banner = process.stderr.readline()
+            found = re.search(r"at (http://127\.0\.0\.1:\d+)/", banner)
+            assert found, banner
+            root = found.group(1)
+            sd = httpx.get(root + shlex.split(sd_line)[-1].removeprefix("http://127.0.0.1:9151"))
+            path = shlex.split(probe_line.split("|")[0])[-1].removeprefix("http://127.0.0.1:9151")
+            probe = httpx.get(root + path, headers={"X-Prometheus-Scrape-Timeout-Seconds": "10"})
+        finally:
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=15)
+    assert code == 0
+    assert [group["labels"]["cache"] for group in sd.json()] == ["web", "jobs"]
+    pattern = re.search(r"grep -E '(.*)'", probe_line)
+    assert pattern is not None
+    grepped = [line for line in probe.text.splitlines() if re.search(pattern.group(1), line)]
+    assert grepped == ["memcachier_probe_success 1.0", 'memcachier_up{cache="web"} 1.0']
+
+
+def test_shard_example_splits_the_caches(account: tuple[Emulator, dict[str, str]]) -> None:
+    """The --shard example: the two replicas poll disjoint sets covering the config's caches."""
+    _, env = account
+    polled = 0
+    for argv in commands("exporter.md", "shard-commands"):
+        argv[argv.index("--listen") + 1] = "127.0.0.1:0"
+        result = CliRunner().invoke(
+            main, [*argv[1:], "--rounds", "1", "--interval", "0.01"], env=env
+        )
+        assert result.exit_code == 0, result.output
+        found = re.search(r"Serving metrics of (\d+) cache", result.stderr)
+        assert found, result.stderr
+        polled += int(found.group(1))
+    assert polled == 2
+
+
+def headline(text: str) -> tuple[int, int]:
+    """(probes per CPU-second, caches per core at 30 s) as a page states them in bold."""
+    probes = re.search(r"\*\*([\d,]+) probes per CPU-second\*\*", text)
+    caches = re.search(r"\*\*(?:about )?([\d,]+) caches\*\*", text)
+    assert probes, "no **N probes per CPU-second**"
+    assert caches, "no **N caches**"
+    return int(probes.group(1).replace(",", "")), int(caches.group(1).replace(",", ""))
+
+
+def test_the_capacity_figure_is_the_measured_one() -> None:
+    """README and the exporter page quote benchmarks/RESULTS.md's probes per CPU-second and caches per core."""
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    section = results.split("## Exporter: probes per CPU-second", 1)[1]
+    measured = headline(section)
+    assert measured[1] == round(measured[0] * 30, -2)
+    assert headline((ROOT / "README.md").read_text()) == measured
+    assert headline((ROOT / "docs" / "exporter.md").read_text()) == measured
