@@ -12,6 +12,11 @@ Pure functions, no I/O. The rules (``NOTES.md``, "Stats semantics"):
 - A server seen for the first time is only a baseline; a server that
   vanished is dropped; a server whose clock did not advance has no interval
   (typically the same sample served twice) and is left out like a baseline.
+- A server whose clock went backwards (an NTP step), or, when the wall time
+  between the snapshots is known, moved by far more or far less than it,
+  has an interval its counters do not cover: it is left out like a
+  baseline, named in ``clock_steps``, and the next interval starts from
+  its current sample. No rate divides counters by a clock that stepped.
 - For the whole cache, rates are the sum of the servers' rates; a hit rate
   divides summed hits by summed lookups, and a fraction divides the cache's
   rates. Averaging per-server ratios would weigh an idle shard like a busy
@@ -42,9 +47,11 @@ from ._models import (
 )
 
 __all__ = [
+    "CLOCK_TOLERANCE",
     "COUNTERS",
     "GAUGES",
     "PROCESSED_NAMES",
+    "Baseline",
     "Insight",
     "MemoryUsage",
     "ProcessedStats",
@@ -195,6 +202,9 @@ class Insight:
     earliest previous and the latest current server clock of the servers
     counted; for :func:`history_series`, the two sampling times.
     ``resets`` names, per server, the counters that dropped.
+    ``clock_steps`` names the servers whose clock stepped (backwards, or
+    away from the wall time between the snapshots): they start a new
+    baseline, like a new server.
     """
 
     total: ProcessedStats
@@ -205,6 +215,7 @@ class Insight:
     vanished_servers: tuple[str, ...] = ()
     stalled_servers: tuple[str, ...] = ()
     resets: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, converter=_resets)
+    clock_steps: tuple[str, ...] = ()
 
     @property
     def seconds(self) -> float | None:
@@ -268,17 +279,41 @@ def _processed(intervals: Sequence[_Interval], gauges: Iterable[ServerStats]) ->
     return ProcessedStats(**values)
 
 
+#: How far a server's clock may move away from the wall time between two
+#: snapshots before it counts as a clock step: this many seconds (clocks
+#: tick in whole seconds, and a call takes time), or a tenth of the interval.
+CLOCK_TOLERANCE = 5.0
+
+
+def _stepped(seconds: float, elapsed: float | None, tolerance: float) -> bool:
+    """Whether a clock that moved ``seconds`` over ``elapsed`` wall seconds stepped."""
+    if seconds < 0:
+        return True
+    if elapsed is None:
+        return False
+    return abs(seconds - elapsed) > max(tolerance, 0.1 * elapsed)
+
+
+def _elapsed_of(elapsed: float | Mapping[str, float] | None, name: str) -> float | None:
+    if elapsed is None or isinstance(elapsed, (int, float)):
+        return elapsed
+    return elapsed.get(name)
+
+
 def _compare(
     previous: Mapping[str, ServerStats],
     current: Mapping[str, ServerStats],
     *,
     start: datetime | None = None,
     end: datetime | None = None,
+    elapsed: float | Mapping[str, float] | None = None,
+    tolerance: float = CLOCK_TOLERANCE,
 ) -> Insight:
     intervals: dict[str, _Interval] = {}
     resets: dict[str, tuple[str, ...]] = {}
     new: list[str] = []
     stalled: list[str] = []
+    steps: list[str] = []
     servers: dict[str, ProcessedStats] = {}
     for name, now in current.items():
         before = previous.get(name)
@@ -287,8 +322,12 @@ def _compare(
             servers[name] = _processed((), (now,))
             continue
         interval, dropped = _interval(before, now)
-        if interval.seconds <= 0:
+        if interval.seconds == 0:
             stalled.append(name)
+            servers[name] = _processed((), (now,))
+            continue
+        if _stepped(interval.seconds, _elapsed_of(elapsed, name), tolerance):
+            steps.append(name)
             servers[name] = _processed((), (now,))
             continue
         intervals[name] = interval
@@ -309,36 +348,90 @@ def _compare(
         vanished_servers=tuple(name for name in previous if name not in current),
         stalled_servers=tuple(stalled),
         resets=resets,
+        clock_steps=tuple(steps),
     )
 
 
-def insight(previous: Stats, current: Stats) -> Insight:
+def insight(
+    previous: Stats,
+    current: Stats,
+    *,
+    elapsed: float | Mapping[str, float] | None = None,
+    tolerance: float = CLOCK_TOLERANCE,
+) -> Insight:
     """What the cache did between two stats snapshots (``previous`` first).
 
     Every server's rates use its own clock. A server only in ``current`` is
     a baseline (its gauges count, its counters do not); a server only in
     ``previous`` is dropped; a counter that dropped was reset and counts
     from zero.
+
+    A server whose clock went backwards is a baseline too, named in
+    ``clock_steps``. Give ``elapsed``, the wall-clock seconds between the
+    two snapshots (one number, or one per server), and a server whose clock
+    moved more than ``tolerance`` seconds (or a tenth of ``elapsed``) away
+    from it is treated the same way: its counters do not cover its clock's
+    interval. :func:`watch` does this for you.
     """
-    return _compare(previous, current)
+    return _compare(previous, current, elapsed=elapsed, tolerance=tolerance)
 
 
 def next_baseline(previous: Stats | None, current: Stats) -> Stats:
     """The snapshot to compare the next one with, after ``current``.
 
     Usually ``current`` itself; but a server whose clock did not advance
-    keeps its older sample, so the next interval spans the time since that
-    server last moved instead of being lost.
+    (the same sample again) keeps its older sample, so the next interval
+    spans the time since that server last moved instead of being lost. A
+    server whose clock went backwards starts over from its current sample.
     """
     if previous is None:
         return current
     kept = {
-        name: (previous[name] if name in previous and now.time <= previous[name].time else now)
+        name: (previous[name] if name in previous and now.time == previous[name].time else now)
         for name, now in current.items()
     }
     if all(kept[name] is current[name] for name in kept):
         return current
     return Stats(kept)
+
+
+@attrs.define
+class Baseline:
+    """One cache's baseline between polls, with the wall time of each server's sample.
+
+    :meth:`advance` gives the :class:`Insight` from the baseline to a new
+    snapshot, telling :func:`insight` the wall time between them, per
+    server, so a clock that stepped either way is caught; then it moves the
+    baseline on (:func:`next_baseline`). ``started`` and ``finished`` bound
+    the call that read the snapshot, on any monotonic clock; the call's
+    length widens the tolerance, since the server read its clock somewhere
+    in between.
+    """
+
+    stats: Stats | None = None
+    # Per server of ``stats``: (middle, half-length) of the call that read it.
+    _walls: dict[str, tuple[float, float]] = attrs.field(factory=dict)
+
+    def advance(self, fresh: Stats, started: float, finished: float) -> Insight | None:
+        middle, half = (started + finished) / 2, max(0.0, finished - started) / 2
+        found: Insight | None = None
+        if self.stats is not None:
+            walls = self._walls
+            elapsed = {name: middle - walls[name][0] for name in fresh if name in walls}
+            slack = half + max((walls[name][1] for name in elapsed), default=0.0)
+            found = insight(self.stats, fresh, elapsed=elapsed, tolerance=CLOCK_TOLERANCE + slack)
+        baseline = next_baseline(self.stats, fresh)
+        self._walls = {
+            name: (middle, half) if sample is fresh[name] else self._walls[name]
+            for name, sample in baseline.items()
+        }
+        self.stats = baseline
+        return found
+
+    def reset(self) -> None:
+        """Forget the baseline: the next snapshot is a baseline only."""
+        self.stats = None
+        self._walls = {}
 
 
 # --- history -------------------------------------------------------------------
@@ -349,6 +442,7 @@ class _Round:
     first: datetime
     last: datetime
     servers: dict[str, ServerStats]
+    stamps: dict[str, datetime] = attrs.field(factory=dict)
 
 
 def _sampling_rounds(records: Iterable[HistoryRecord], tolerance: timedelta) -> list[_Round]:
@@ -363,6 +457,7 @@ def _sampling_rounds(records: Iterable[HistoryRecord], tolerance: timedelta) -> 
         # A round's time is its latest record's: the sampling is complete then.
         latest.last = stamp
         latest.servers[record.server] = record.stats
+        latest.stamps[record.server] = stamp
     return rounds
 
 
@@ -377,13 +472,29 @@ def history_series(records: Iterable[HistoryRecord], *, tolerance: float = 1.0) 
     to chart ``[(i.end, i.total.hit_rate) for i in history_series(h)]``.
     """
     last: dict[str, ServerStats] = {}
+    # When each server's record in ``last`` was sampled: the wall time its
+    # clock is checked against.
+    sampled_at: dict[str, datetime] = {}
     previous_time: datetime | None = None
     series: list[Insight] = []
     for sampled in _sampling_rounds(records, timedelta(seconds=tolerance)):
         servers = sampled.servers
         baseline = {name: last[name] for name in servers if name in last}
         if baseline:
-            series.append(_compare(baseline, servers, start=previous_time, end=sampled.last))
+            elapsed = {
+                name: (sampled.stamps[name] - sampled_at[name]).total_seconds() for name in baseline
+            }
+            series.append(
+                _compare(
+                    baseline,
+                    servers,
+                    start=previous_time,
+                    end=sampled.last,
+                    elapsed=elapsed,
+                    tolerance=CLOCK_TOLERANCE + tolerance,
+                )
+            )
         last.update(servers)
+        sampled_at.update(sampled.stamps)
         previous_time = sampled.last
     return series

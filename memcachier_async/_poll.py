@@ -36,7 +36,7 @@ from ._fanout import (
     _Session,
     _timeout_message,
 )
-from ._insight import Insight, insight, next_baseline
+from ._insight import Baseline, Insight
 from ._models import Stats
 from ._transports.retry import RetryPolicy
 
@@ -107,12 +107,13 @@ class _Cache:
     target: _Resolved
     busy: bool = False
     skipped: bool = False
-    # The snapshot last reported (the baseline of the next insight), and the
-    # one behind the baseline after a server's clock stood still.
+    # The snapshot last reported, and the baseline of the next insight (it
+    # keeps a server's older sample while that server's clock stands still).
     latest: Stats | None = None
-    baseline: Stats | None = None
-    # Arrived since the last round was collected.
+    baseline: Baseline = attrs.field(factory=Baseline)
+    # Arrived since the last round was collected, and when its call ran.
     fresh: Stats | None = None
+    window: tuple[float, float] = (0.0, 0.0)
     error: Exception | None = None
 
     def collect(self, index: int) -> PollResult:
@@ -121,13 +122,12 @@ class _Cache:
         found: Insight | None = None
         if fresh is not None:
             try:
-                if self.baseline is not None:
-                    found = insight(self.baseline, fresh)
-                self.baseline = next_baseline(self.baseline, fresh)
+                found = self.baseline.advance(fresh, *self.window)
             except Exception as exc:  # one cache's failure is its result, never the round's
                 # Whatever the snapshot holds broke the arithmetic: report it,
                 # and start over from the next snapshot rather than this one.
-                fresh, error, self.baseline = None, exc, None
+                fresh, error = None, exc
+                self.baseline.reset()
             else:
                 self.latest = fresh
         status: Status = "failed" if error else "ok" if fresh is not None else "pending"
@@ -242,6 +242,7 @@ class Poller(_Session):
             if scope.cancelled_caught or stats is None:
                 raise CacheTimeout(_timeout_message(deadline - started), started=True)
             cache.fresh, cache.error = stats, None
+            cache.window = (started, anyio.current_time())
         except Exception as exc:  # one cache's failure is its result, never the others'
             cache.error = exc
         finally:

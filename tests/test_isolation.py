@@ -26,7 +26,7 @@ from memcachier_async import (
     fan_out,
     watch,
 )
-from memcachier_async import _poll as poll_module
+from memcachier_async import _insight as insight_module
 from memcachier_async._cli import main
 from memcachier_async._cli.exporter import Exporter
 from memcachier_async.testing import STATS_FIELDS, Emulator, FaultPlan, SimulatedServer
@@ -130,14 +130,14 @@ async def test_watch_reports_a_failure_in_post_processing_as_that_caches_error(
 ) -> None:
     """An exception while computing one cache's insight is its result; the round goes on."""
     emulator, named = fleet(healthy=3)
-    real_insight = poll_module.insight
+    real_insight = insight_module.insight
 
-    def fragile(previous: Any, current: Any) -> Any:
+    def fragile(previous: Any, current: Any, **options: Any) -> Any:
         if "mc.ok1.test:11211" in current:
             raise OverflowError("boom")
-        return real_insight(previous, current)
+        return real_insight(previous, current, **options)
 
-    monkeypatch.setattr(poll_module, "insight", fragile)
+    monkeypatch.setattr(insight_module, "insight", fragile)
     targets = [t for name, t in named if name not in BAD]
     statuses: list[list[str]] = []
     async with watch(targets, 0.5, rounds=3, transport=emulator.transport()) as poller:

@@ -121,6 +121,7 @@ def insight_json(change: Insight) -> dict[str, Any]:
         "servers": {name: attrs.asdict(p) for name, p in change.servers.items()},
         "new_servers": list(change.new_servers),
         "vanished_servers": list(change.vanished_servers),
+        "clock_steps": list(change.clock_steps),
         "resets": {name: list(fields) for name, fields in change.resets.items()},
     }
 
@@ -257,6 +258,8 @@ def rates_table(change: Insight) -> Table:
         )
     if change.resets:
         notes.append("counters reset on " + ", ".join(change.resets))
+    if change.clock_steps:
+        notes.append("clock stepped (new baseline) on " + ", ".join(change.clock_steps))
     if notes:
         table.caption = "; ".join(notes) + "."
         table.caption_justify = "left"

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from memcachier_async._client import AsyncAnalytics
 from memcachier_async._fanout import CacheResult, fan_out
-from memcachier_async._insight import Insight, insight, next_baseline
+from memcachier_async._insight import Baseline, Insight
 from memcachier_async._models import Stats
 
 from . import render as r
@@ -43,7 +43,7 @@ class _CacheView:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.baseline: Stats | None = None
+        self.baseline = Baseline()
         self.latest: Stats | None = None
         self.change: Insight | None = None
         self.error: str | None = None
@@ -53,12 +53,12 @@ class _CacheView:
         if result.error is not None or result.value is None:
             self._fail(result.error or RuntimeError("no stats"))
             return
+        finished = anyio.current_time()
         try:
-            change = insight(self.baseline, result.value) if self.baseline is not None else None
             result.value.memory()  # the table needs it: fail here, for this cache only
-            self.baseline = next_baseline(self.baseline, result.value)
+            change = self.baseline.advance(result.value, finished - result.elapsed, finished)
         except Exception as exc:  # one cache's failure is its row, never the table's
-            self.baseline = None
+            self.baseline.reset()
             self._fail(exc)
             return
         self.error = None
