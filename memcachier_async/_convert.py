@@ -28,6 +28,7 @@ from __future__ import annotations
 import gc
 import json
 import operator
+import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, TypeVar, get_origin, get_type_hints
@@ -439,6 +440,68 @@ def decode(body: bytes, cls: type[T], endpoint: str) -> T:
         gc.enable()
 
 
+#: Bodies from this size on are decoded in a worker thread (see
+#: ``AsyncAnalytics``) and parsed piece by piece (:func:`_loads_in_pieces`).
+THREAD_FROM = 1024 * 1024
+
+_STRICT = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip(text: str, index: int) -> int:
+    """The index after the JSON whitespace at ``index``."""
+    match = _SPACE.match(text, index)
+    return match.end() if match is not None else index
+
+
+def _loads_in_pieces(body: bytes) -> Any:
+    """``_json_loads``, parsing a top-level array or object one member at a time.
+
+    A parser in C holds the GIL until it returns: parsing 50 MB in one call
+    in a worker thread would stop the event loop's thread just the same.
+    One member at a time, the thread gives the GIL back between members.
+    Accepts and refuses exactly what ``_json_loads`` does.
+    """
+    if body.startswith(_UTF8_BOM):
+        raise ValueError("a UTF-8 byte order mark is not JSON")
+    text = body.decode("utf-8")
+    index = _skip(text, 0)
+    opening = text[index : index + 1]
+    if opening not in ("[", "{"):
+        return _STRICT.decode(text)
+    closing = "]" if opening == "[" else "}"
+    items: list[Any] = []
+    members: dict[str, Any] = {}
+    index = _skip(text, index + 1)
+    if text.startswith(closing, index):
+        index += 1
+    else:
+        while True:
+            if opening == "{":
+                if not text.startswith('"', index):
+                    raise ValueError(f"expected a key at {index}")
+                key, index = _STRICT.raw_decode(text, index)
+                index = _skip(text, index)
+                if not text.startswith(":", index):
+                    raise ValueError(f"expected ':' at {index}")
+                value, index = _STRICT.raw_decode(text, _skip(text, index + 1))
+                members[key] = value
+            else:
+                value, index = _STRICT.raw_decode(text, index)
+                items.append(value)
+            index = _skip(text, index)
+            if text.startswith(",", index):
+                index = _skip(text, index + 1)
+            elif text.startswith(closing, index):
+                index += 1
+                break
+            else:
+                raise ValueError(f"expected ',' or {closing!r} at {index}")
+    if _skip(text, index) != len(text):
+        raise ValueError(f"extra data at {index}")
+    return items if opening == "[" else members
+
+
 def _decode(body: bytes, cls: type[T], endpoint: str) -> T:
     fast = _FAST_BYTES.get(cls)
     if fast is not None:
@@ -447,7 +510,7 @@ def _decode(body: bytes, cls: type[T], endpoint: str) -> T:
             return decoded  # type: ignore[no-any-return]
         # Refused: the converter below decides, and explains a failure.
     try:
-        data = _loads(body)
+        data = _loads(body) if len(body) < THREAD_FROM else _loads_in_pieces(body)
     except RecursionError:
         raise DecodeError(
             f"unexpected {endpoint} response: the body is nested too deep", endpoint=endpoint

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memcachier_async import DecodeError, Stats, insight
 from memcachier_async._cli import render
-from memcachier_async._convert import _json_loads
+from memcachier_async._convert import THREAD_FROM, _json_loads, _loads_in_pieces, sort_history
 from memcachier_async._protocol import ENDPOINTS
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -173,3 +175,54 @@ def test_extreme_values_never_make_arithmetic_raise(bytes_: int, limit: int) -> 
 def test_percentages_stay_readable(usage: float | None, shown: str) -> None:
     """A usage far beyond the limit is shown as >999%, never as 21 digits."""
     assert render.fmt_percent(usage) == shown
+
+
+json_texts = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _parse(parser: Any, body: bytes) -> Any:
+    try:
+        return ("ok", parser(body))
+    except (ValueError, RecursionError):
+        return ("error", None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_texts, spacing=st.sampled_from([None, 1, "\t"]), cut=st.integers(0, 8))
+def test_piecewise_parser_agrees_with_the_whole_one(value: Any, spacing: Any, cut: int) -> None:
+    """Big bodies are parsed member by member: the same result, or the same refusal, as one parse
+    (valid JSON with any spacing, and the same text cut short or with a stray byte)."""
+    text = json.dumps(value, indent=spacing).encode()
+    for body in (text, b" \n" + text + b"\r\n", text[: len(text) - cut], text + b",", b"[" + text):
+        assert _parse(_loads_in_pieces, body) == _parse(_json_loads, body), body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[1,]", b"[,1]", b"{,}", b'{"a" 1}', b'{"a":1,}', b"{1:2}", b"[1 2]", b"[] []", b"[", b"{"],
+)
+def test_piecewise_parser_refuses_what_json_refuses(body: bytes) -> None:
+    """Trailing commas, missing colons, non-string keys, extra data: refused by both parsers."""
+    assert _parse(_loads_in_pieces, body) == ("error", None)
+    assert _parse(_json_loads, body) == ("error", None)
+
+
+def test_big_bodies_decode_the_same_through_the_piecewise_parser() -> None:
+    """A history past the threshold decodes to the same records as a small one would."""
+    records = [HISTORY[0], HISTORY[1]] * 3000
+    body = json.dumps(records).encode()
+    assert len(body) > THREAD_FROM
+    big = _decode("history", body)
+    slices = [json.dumps(records[i : i + 1000]).encode() for i in range(0, 6000, 1000)]
+    assert all(len(piece) < THREAD_FROM for piece in slices)
+    small = [record for piece in slices for record in _decode("history", piece)]
+    assert big == sort_history(small)
+    deep = b"[" + b'{"a":' * 50_000 + b" " * THREAD_FROM
+    with pytest.raises(DecodeError):
+        _decode("history", deep)

@@ -42,7 +42,8 @@ def main(verbose: int) -> None:
     Start with `memcachier-analytics demo`: it runs against a local
     emulator, no account needed.
     """
-    configure_logging(verbose)
+    # Undone when the command ends: the CLI may run inside another program (tests).
+    click.get_current_context().call_on_close(configure_logging(verbose))
 
 
 for _module in (read, manage, watch, export, demo):

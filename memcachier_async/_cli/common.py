@@ -153,23 +153,29 @@ class _Quiet(logging.NullHandler):
     last-resort handler prints every warning."""
 
 
-def configure_logging(verbose: int) -> None:
+def configure_logging(verbose: int) -> Callable[[], None]:
     """``-v``: the SDK's notices (retries) on stderr; ``-vv``: its debug lines too.
 
     Without ``-v`` they stay off the terminal; an application's own logging
     configuration (handlers on the root logger) still receives them.
+    Returns the function that puts the logger back as it was.
     """
     logger = logging.getLogger(_LOGGER)
-    for handler in [h for h in logger.handlers if isinstance(h, _CliHandler | _Quiet)]:
-        logger.removeHandler(handler)
+    level = logger.level
+    handler: logging.Handler
     if verbose <= 0:
-        logger.addHandler(_Quiet())
-        logger.setLevel(logging.NOTSET)
-        return
-    handler = _CliHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler = _Quiet()
+    else:
+        handler = _CliHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    return restore
 
 
 def verbosity() -> int:
