@@ -505,7 +505,13 @@ def _loads_in_pieces(body: bytes) -> Any:
 def _decode(body: bytes, cls: type[T], endpoint: str) -> T:
     fast = _FAST_BYTES.get(cls)
     if fast is not None:
-        decoded = fast(body)
+        try:
+            if len(body) < THREAD_FROM:
+                decoded = fast(body)
+            else:  # one C call would hold the GIL for all of it (see _in_chunks)
+                decoded = _in_chunks(fast, body) if cls == _HISTORY else None
+        except Exception:  # msgspec refused it (a RecursionError when too deep)
+            decoded = None
         if decoded is not None:
             return decoded  # type: ignore[no-any-return]
         # Refused: the converter below decides, and explains a failure.
@@ -521,6 +527,41 @@ def _decode(body: bytes, cls: type[T], endpoint: str) -> T:
             endpoint=endpoint,
         ) from None
     return structure(data, cls, endpoint)
+
+
+_HISTORY: Any = list[HistoryRecord]
+_CHUNK = 128 * 1024
+_RECORD_BOUNDARY = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
+_BLANK = re.compile(rb"[ \t\n\r]*")
+
+
+def _in_chunks(fast: Callable[[bytes], Any], body: bytes) -> list[Any] | None:
+    """A big history array through msgspec, about 128 KiB of records per call.
+
+    A C decoder holds the GIL until it returns: 50 MB in one call from a
+    worker thread would stop the event loop's thread for as long. The array
+    is cut between records (``}, {``) and each piece decoded on its own.
+    A cut inside a string leaves that piece's string unterminated, so the
+    piece is refused and so is the whole body (``None``): the converter then
+    decides, exactly as for a refused small body.
+    """
+    start, end = body.find(b"["), body.rfind(b"]")
+    if start < 0 or end < start:
+        return None
+    if not _BLANK.fullmatch(body, 0, start) or not _BLANK.fullmatch(body, end + 1):
+        return None
+    records: list[Any] = []
+    position = start + 1
+    while True:
+        cut = _RECORD_BOUNDARY.search(body, position + _CHUNK, end)
+        stop = cut.start() + 1 if cut is not None else end
+        piece = fast(b"[" + body[position:stop] + b"]")
+        if piece is None:
+            return None
+        records.extend(piece)
+        if cut is None:
+            return records
+        position = cut.end() - 1  # at the next record's "{"
 
 
 _BY_TIMESTAMP = operator.attrgetter("timestamp")

@@ -226,3 +226,26 @@ def test_big_bodies_decode_the_same_through_the_piecewise_parser() -> None:
     deep = b"[" + b'{"a":' * 50_000 + b" " * THREAD_FROM
     with pytest.raises(DecodeError):
         _decode("history", deep)
+
+
+def test_big_history_through_msgspec_in_pieces_equals_one_piece() -> None:
+    """With msgspec, a big history is decoded 128 KiB at a time: the same records as one call;
+    a cut that lands inside a string (a server named '}, {') refuses the body, never misreads it."""
+    pytest.importorskip("msgspec")
+    from memcachier_async._convert import _FAST_BYTES, _in_chunks
+    from memcachier_async._models import HistoryRecord
+
+    fast = _FAST_BYTES[list[HistoryRecord]]
+    records = [HISTORY[0], HISTORY[1]] * 3000
+    for separators in ((",", ":"), (", ", ": ")):
+        body = json.dumps(records, separators=separators, indent=None).encode()
+        assert len(body) > THREAD_FROM
+        assert _in_chunks(fast, body) == fast(body)
+        assert _in_chunks(fast, b" \n" + body + b"\n") == fast(body)
+        assert _in_chunks(fast, b"\x0c" + body) is None
+    tricky = [{**r, "server": "a}, {b" * 20_000} for r in records[:40]]
+    body = json.dumps(tricky).encode()
+    assert len(body) > THREAD_FROM
+    assert _in_chunks(fast, body) is None
+    decoded = _decode("history", body)
+    assert {r.server for r in decoded} == {"a}, {b" * 20_000}
