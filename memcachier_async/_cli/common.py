@@ -37,6 +37,8 @@ from memcachier_async._errors import (
 )
 from memcachier_async._transports.retry import RetryPolicy
 
+from .render import escape_controls
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 only
@@ -77,7 +79,8 @@ class CliError(click.ClickException):
     """A failure reported as ``Error: <one line>`` with a chosen exit code."""
 
     def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(one_line(message))
+        # The message may quote the server (an error body): no terminal sequences.
+        super().__init__(escape_controls(one_line(message)))
         # click declares exit_code a class variable (a ClassVar since 8.2); an
         # instance attribute shadows it, which is what click reads at exit.
         setattr(self, "exit_code", exit_code)  # noqa: B010

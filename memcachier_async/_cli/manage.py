@@ -196,7 +196,7 @@ def credentials_promote(selection: Selection, credential: str, as_json: bool) ->
         if as_json:
             emit_json(r.credential_json(promoted))
         else:
-            make_console().print(f"{promoted.sasl_username} is now the primary credential.")
+            make_console().print(f"{r.safe(promoted.sasl_username)} is now the primary credential.")
 
     run_async(main)
 

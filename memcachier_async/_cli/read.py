@@ -93,7 +93,9 @@ def history(selection: Selection, as_json: bool) -> None:
             return
         console = make_console()
         if not series:
-            console.print(f"Cache {client.name}: not enough history yet (it needs two samples).")
+            console.print(
+                f"Cache {r.safe(client.name)}: not enough history yet (it needs two samples)."
+            )
             return
         # Leave room for the metric name and the three value columns.
         width = max(10, min(console.width, 120) - 50)

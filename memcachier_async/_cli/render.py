@@ -6,12 +6,14 @@ Pure functions from models to renderables or JSON-ready values; no I/O.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -27,6 +29,7 @@ __all__ = [
     "credentials_table",
     "demo_history_table",
     "demo_stats_table",
+    "escape_controls",
     "fmt_bytes",
     "fmt_percent",
     "fmt_rate",
@@ -34,7 +37,9 @@ __all__ = [
     "history_table",
     "insight_json",
     "mapping_rows",
+    "plain",
     "rates_table",
+    "safe",
     "server_stats_json",
     "sparkline",
     "stats_json",
@@ -47,6 +52,36 @@ __all__ = [
 _WARN_USAGE = 0.80
 _ALERT_USAGE = 0.95
 DASH = "–"
+
+# --- text from the server ---------------------------------------------------------
+
+# C0 and C1 controls (ESC starts terminal sequences: colours, OSC 8 links, clearing
+# the screen), bidirectional overrides (text that reads differently than it is),
+# and lone surrogates (which a terminal cannot encode).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character shown as an escape (ESC as ``\\x1b``)."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+def safe(text: object) -> str:
+    """Server-supplied text for rich: controls escaped, and ``[...]`` shown, not read as markup."""
+    return escape(escape_controls(str(text)))
+
+
+def plain(text: object, style: str = "") -> Text:
+    """Server-supplied text as a rich ``Text`` (never parsed as markup), controls escaped."""
+    return Text(escape_controls(str(text)), style=style)
+
 
 # --- numbers -------------------------------------------------------------------
 
@@ -178,7 +213,7 @@ def _stats_row(stats: ServerStats, usage: float | None) -> list[Text | str]:
 
 def _title(cache: str, cache_id: int | None, count: int) -> str:
     ident = f" (id {cache_id})" if cache_id is not None else ""
-    return f"Cache {cache}{ident}: {count} server{'s' if count != 1 else ''}"
+    return f"Cache {safe(cache)}{ident}: {count} server{'s' if count != 1 else ''}"
 
 
 def stats_table(cache: str, cache_id: int | None, stats: Stats) -> Table:
@@ -201,7 +236,7 @@ def stats_table(cache: str, cache_id: int | None, stats: Stats) -> Table:
     fullest = memory.fullest.server if memory.fullest is not None and len(stats) > 1 else None
     for name, server in stats.items():
         usage = server.bytes / server.limit_maxbytes if server.limit_maxbytes else None
-        label = Text(name)
+        label = plain(name)
         if name == fullest:
             label.append(" ▲ fullest", style="bold yellow")
         table.add_row(label, *_stats_row(server, usage))
@@ -219,7 +254,7 @@ def _memory_caption(memory: MemoryUsage) -> str:
         return "No servers."
     return (
         f"Memory: {fmt_percent(memory.usage)} of {fmt_bytes(memory.limit)} overall; "
-        f"fullest server {full.server} at {fmt_percent(full.usage)}."
+        f"fullest server {safe(full.server)} at {fmt_percent(full.usage)}."
     )
 
 
@@ -248,18 +283,19 @@ def rates_table(change: Insight) -> Table:
     for header, _ in _RATE_COLUMNS:
         table.add_column(header, justify="right")
     for name, processed in change.servers.items():
-        table.add_row(name, *(cell(processed) for _, cell in _RATE_COLUMNS))
+        table.add_row(plain(name), *(cell(processed) for _, cell in _RATE_COLUMNS))
     table.add_section()
     table.add_row(Text("Total", style="bold"), *(cell(change.total) for _, cell in _RATE_COLUMNS))
     notes = []
     if change.new_servers or change.stalled_servers:
         notes.append(
-            "no interval yet for " + ", ".join((*change.new_servers, *change.stalled_servers))
+            "no interval yet for "
+            + ", ".join(map(safe, (*change.new_servers, *change.stalled_servers)))
         )
     if change.resets:
-        notes.append("counters reset on " + ", ".join(change.resets))
+        notes.append("counters reset on " + ", ".join(map(safe, change.resets)))
     if change.clock_steps:
-        notes.append("clock stepped (new baseline) on " + ", ".join(change.clock_steps))
+        notes.append("clock stepped (new baseline) on " + ", ".join(map(safe, change.clock_steps)))
     if notes:
         table.caption = "; ".join(notes) + "."
         table.caption_justify = "left"
@@ -321,7 +357,7 @@ def history_table(cache: str, series: Sequence[Insight], width: int) -> Table:
     span = ""
     if start is not None and end is not None:
         span = f" from {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC"
-    table = Table(title=f"Cache {cache}: {len(series)} intervals{span}", title_justify="left")
+    table = Table(title=f"Cache {safe(cache)}: {len(series)} intervals{span}", title_justify="left")
     table.add_column("Metric", no_wrap=True)
     table.add_column("History", no_wrap=True, style="cyan")
     for header in ("Min", "Max", "Latest"):
@@ -369,7 +405,7 @@ def credentials_table(credentials: Sequence[Credential]) -> Table:
         table.add_column(header)
     for c in credentials:
         table.add_row(
-            Text(c.sasl_username, style="bold" if c.primary else ""),
+            plain(c.sasl_username, style="bold" if c.primary else ""),
             DASH if c.id is None else str(c.id),
             yes_no(c.primary),
             yes_no(c.write_capability),
@@ -380,7 +416,7 @@ def credentials_table(credentials: Sequence[Credential]) -> Table:
 
 
 def capabilities_table(username: str, capabilities: Capabilities) -> Table:
-    table = Table(title=f"Capabilities of {username}", title_justify="left")
+    table = Table(title=f"Capabilities of {safe(username)}", title_justify="left")
     for header in ("Write", "Flush", "API"):
         table.add_column(header)
     table.add_row(
@@ -397,7 +433,7 @@ def mapping_rows(values: Mapping[str, Any]) -> Table:
     table.add_column(style="bold")
     table.add_column()
     for name, value in values.items():
-        table.add_row(name, value if isinstance(value, Text) else str(value))
+        table.add_row(name, value if isinstance(value, Text) else plain(value))
     return table
 
 
@@ -437,7 +473,7 @@ def demo_stats_table(stats: Stats) -> Table:
     for header, footer, _ in columns:
         table.add_column(header, footer=footer, justify="right")
     for name, server in stats.items():
-        table.add_row(name, *(cell(server) for _, _, cell in columns))
+        table.add_row(plain(name), *(cell(server) for _, _, cell in columns))
     return table
 
 

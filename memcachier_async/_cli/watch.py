@@ -101,7 +101,7 @@ def _watch_table(views: list[_CacheView], round_number: int, interval: float) ->
         status = Text("ok", style="green") if view.error is None else Text("error", style="red")
         usage, fullest = data["memory_usage"], data["fullest_usage"]
         table.add_row(
-            view.name,
+            r.plain(view.name),
             status,
             r.DASH if data["servers"] is None else str(data["servers"]),
             r.fmt_rate(data["request_rate"]),
@@ -111,7 +111,7 @@ def _watch_table(views: list[_CacheView], round_number: int, interval: float) ->
             r.fmt_rate(data["eviction_rate"]),
             str(view.failures),
         )
-    errors = [f"{v.name}: {v.error}" for v in views if v.error is not None]
+    errors = [f"{r.safe(v.name)}: {r.safe(v.error)}" for v in views if v.error is not None]
     if errors:
         table.caption = "\n".join(errors)
         table.caption_justify = "left"
