@@ -25,9 +25,10 @@ from ._errors import (
     UnknownCredentialError,
 )
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
+from ._transports.core import outcome_unknown
 from ._transports.direct import DirectSender, SharedParts
 from ._transports.pool import PoolTransport
-from ._transports.retry import RetryPolicy, RetryTransport, attempts_of, reached_server
+from ._transports.retry import RetryPolicy, RetryTransport, attempts_of, outcome_of
 from ._version import __version__
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "AsyncAnalytics"]
@@ -95,7 +96,7 @@ def _transport_error(
     if len(attempts) > 1:
         message += f" (after {len(attempts)} attempts)"
     error: TransportError
-    if not idempotent and reached_server(exc):
+    if outcome_unknown(outcome_of(exc), idempotent=idempotent):
         error = OutcomeUnknownError(
             f"{message}. The request may have reached the service and been carried "
             "out, so it was not sent again: call list_credentials() to see whether "
