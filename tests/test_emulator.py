@@ -450,11 +450,11 @@ async def test_a_server_down_is_named_in_the_500(emu: Emulator) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("name", list(CALLS))
 async def test_rate_limit_fault_sends_retry_after(emu: Emulator, name: str) -> None:
-    """A rate_limit fault answers 429 with the plan's Retry-After."""
+    """A rate_limit fault answers 429 with the plan's Retry-After, rounded up to whole seconds."""
     emu.faults = FaultPlan(retry_after=2.5).script(name, "rate_limit")
     response = await call(emu, name)
     assert response.status_code == 429
-    assert response.headers["retry-after"] == "2.5"
+    assert response.headers["retry-after"] == "3"
 
 
 @pytest.mark.anyio

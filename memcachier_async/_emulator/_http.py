@@ -9,6 +9,7 @@ Both ways of serving (the in-process httpx transport and uvicorn) turn a
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -169,8 +170,8 @@ def html_error(status: int) -> Reply:
 
 
 def rate_limited(retry_after: float) -> Reply:
-    """``429`` with a ``Retry-After`` in seconds."""
-    value = str(int(retry_after)) if float(retry_after).is_integer() else f"{retry_after:g}"
+    """``429`` with a ``Retry-After`` in whole seconds (RFC 9110's delay-seconds), rounded up."""
+    value = str(math.ceil(retry_after))
     return Reply(429, b"Too Many Requests", _TEXT, (("Retry-After", value),))
 
 
