@@ -8,7 +8,6 @@ import ipaddress
 import logging
 import os
 import time
-import urllib.request
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -25,25 +24,24 @@ from ._errors import (
     UnknownCredentialError,
 )
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
+from ._stack import DEFAULT_LIMITS, DEFAULT_TIMEOUT, Stack, build_stack
 from ._transports.core import outcome_unknown
-from ._transports.direct import DirectSender, SharedParts
-from ._transports.pool import PoolTransport
-from ._transports.retry import RetryPolicy, RetryTransport, attempts_of, outcome_of
+from ._transports.retry import RetryPolicy, attempts_of, outcome_of
 from ._version import __version__
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "AsyncAnalytics"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "AsyncAnalytics",
+    "client_on_stack",
+]
 
 T = TypeVar("T")
 
 logger = logging.getLogger("memcachier_async")
 
 DEFAULT_BASE_URL = "https://analytics.memcachier.com/api/v1"
-#: 5 s to connect, 30 s to read, write or wait for a pooled connection.
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-#: Sized for many concurrent calls from one process (pollers, fan-out).
-DEFAULT_LIMITS = httpx.Limits(
-    max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0
-)
 USER_AGENT = f"memcachier-async/{__version__}"
 
 _LOOPBACK_NAMES = frozenset({"localhost"})
@@ -77,17 +75,6 @@ def _check_base_url(base_url: str) -> str:
     return str(url).rstrip("/")
 
 
-def _env_proxy(url: str) -> str | None:
-    # httpx reads HTTPS_PROXY/NO_PROXY only for a client without a transport;
-    # ours has one (the retry layer), so it reads them itself.
-    parsed = httpx.URL(url)
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parsed.scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass(parsed.host):
-        return None
-    return proxy if "://" in proxy else f"http://{proxy}"
-
-
 def _transport_error(
     spec: p.RequestSpec, idempotent: bool, exc: httpx.TransportError, elapsed: float
 ) -> TransportError:
@@ -108,15 +95,22 @@ def _transport_error(
     return error
 
 
-def _default_transport(
-    backend: str, limits: httpx.Limits, proxy: str | None
-) -> httpx.AsyncBaseTransport:
-    if backend == "aiohttp":
-        # Imported here: aiohttp is an optional extra.
-        from ._transports.aiohttp import AiohttpTransport
+def _check_identity(username: str, password: str, cache_id: int | None) -> None:
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise TypeError("username and password must be str")
+    if not username:
+        raise ValueError("username must not be empty")
+    if cache_id is not None and (type(cache_id) is not int or cache_id < 0):
+        raise ValueError("cache_id must be a non-negative int")
 
-        return AiohttpTransport(limits=limits, proxy=proxy)
-    return PoolTransport(limits=limits, proxy=proxy)
+
+def _auth_headers(username: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return {
+        "Authorization": f"Basic {token}",
+        "Accept": "application/json",
+        "User-Agent": USER_AGENT,
+    }
 
 
 def _credential_name(credential: str | Credential) -> str:
@@ -166,50 +160,36 @@ class AsyncAnalytics:
         http_backend: Literal["httpx", "aiohttp"] = "httpx",
         limits: httpx.Limits | None = None,
     ) -> None:
-        if not isinstance(username, str) or not isinstance(password, str):
-            raise TypeError("username and password must be str")
-        if not username:
-            raise ValueError("username must not be empty")
-        if cache_id is not None and (type(cache_id) is not int or cache_id < 0):
-            raise ValueError("cache_id must be a non-negative int")
-        if http_client is not None and transport is not None:
-            raise ValueError("pass either http_client or transport, not both")
-        if http_backend not in ("httpx", "aiohttp"):
-            raise ValueError(f"http_backend must be 'httpx' or 'aiohttp', not {http_backend!r}")
-        if http_backend != "httpx" and (http_client is not None or transport is not None):
-            raise ValueError("http_backend chooses the client's own transport: not with ours")
-        if limits is not None and (http_client is not None or transport is not None):
-            raise ValueError("limits size the client's own transport: not with ours")
-        limits = DEFAULT_LIMITS if limits is None else limits
-        if http_client is not None and retry is not None and retry.max_attempts > 1:
-            raise ValueError(
-                "retry= applies to the client's own transport; with http_client, wrap "
-                "its transport in RetryTransport(transport, policy) instead"
-            )
+        _check_identity(username, password, cache_id)
+        base_url = _check_base_url(base_url)
+        stack = build_stack(
+            base_url=base_url,
+            http_client=http_client,
+            transport=transport,
+            retry=retry,
+            http_backend=http_backend,
+            limits=limits,
+            timeout=timeout,
+        )
+        self._setup(username, password, cache_id, base_url, stack, owns_client=stack.owned)
+
+    def _setup(
+        self,
+        username: str,
+        password: str,
+        cache_id: int | None,
+        base_url: str,
+        stack: Stack,
+        *,
+        owns_client: bool,
+    ) -> None:
         self._username = username
-        self._base_url = _check_base_url(base_url)
-        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        self._base_url = base_url
         # Built once: the only place the password lives after __init__.
-        self._headers = {
-            "Authorization": f"Basic {token}",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
-        self._owns_client = http_client is None
-        self._direct: DirectSender | None = None
-        if http_client is None:
-            if transport is None:
-                transport = _default_transport(http_backend, limits, _env_proxy(self._base_url))
-            if not isinstance(transport, RetryTransport) or retry is not None:
-                transport = RetryTransport(transport, RetryPolicy() if retry is None else retry)
-            http_client = httpx.AsyncClient(
-                transport=transport,
-                timeout=timeout,
-                limits=limits,
-                follow_redirects=False,
-            )
-            self._direct = DirectSender(SharedParts(http_client, transport), self._headers)
-        self._http = http_client
+        self._headers = _auth_headers(username, password)
+        self._http = stack.client
+        self._owns_client = owns_client
+        self._direct = stack.sender(self._headers)
         self._cache_id = cache_id
         self._login_lock = anyio.Lock()
 
@@ -421,3 +401,18 @@ class AsyncAnalytics:
     async def delete_credential(self, credential: str | Credential) -> None:
         """Delete a credential."""
         await self._send(p.DELETE_CREDENTIAL, username=_credential_name(credential))
+
+
+def client_on_stack(
+    stack: Stack, username: str, password: str, *, cache_id: int | None, base_url: str
+) -> AsyncAnalytics:
+    """A client of one credential set on a stack others share (``fan_out``, ``watch``).
+
+    Checked as the constructor checks; it never closes the stack (its
+    builder does).
+    """
+    _check_identity(username, password, cache_id)
+    base_url = _check_base_url(base_url)
+    api = AsyncAnalytics.__new__(AsyncAnalytics)
+    api._setup(username, password, cache_id, base_url, stack, owns_client=False)
+    return api

@@ -28,11 +28,10 @@ import attrs
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUT, AsyncAnalytics, _env_proxy
+from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, AsyncAnalytics, client_on_stack
 from ._errors import MemcachierError, ServerError
-from ._transports.direct import DirectSender, SharedParts
-from ._transports.pool import PoolTransport
-from ._transports.retry import RetryPolicy, RetryTransport
+from ._stack import Stack, build_stack, check_stack_arguments
+from ._transports.retry import RetryPolicy
 
 __all__ = [
     "CacheCredentials",
@@ -151,37 +150,34 @@ class _Clients:
         transport: httpx.AsyncBaseTransport | None,
         retry: RetryPolicy | None,
     ) -> None:
-        if http_client is not None and transport is not None:
-            raise ValueError("pass either http_client or transport, not both")
+        # Refused now, as AsyncAnalytics refuses them; built when first needed.
+        check_stack_arguments(http_client=http_client, transport=transport, retry=retry)
         self._targets = targets
         self._base_url = base_url
-        self._shared = http_client
-        self._owns_shared = False
-        self._parts: SharedParts | None = None
+        self._http_client = http_client
         self._transport = transport
         self._retry = retry
         self._pool_size = pool_size
+        self._stack: Stack | None = None
         self._built: dict[int, AsyncAnalytics] = {}
 
-    def _shared_client(self) -> httpx.AsyncClient:
-        if self._shared is None:
-            limits = httpx.Limits(
-                max_connections=self._pool_size,
-                max_keepalive_connections=self._pool_size,
-                keepalive_expiry=DEFAULT_LIMITS.keepalive_expiry,
+    def _shared(self) -> Stack:
+        if self._stack is None:
+            theirs = self._http_client is not None or self._transport is not None
+            self._stack = build_stack(
+                base_url=self._base_url,
+                http_client=self._http_client,
+                transport=self._transport,
+                retry=self._retry,
+                limits=None
+                if theirs
+                else httpx.Limits(
+                    max_connections=self._pool_size,
+                    max_keepalive_connections=self._pool_size,
+                    keepalive_expiry=DEFAULT_LIMITS.keepalive_expiry,
+                ),
             )
-            transport = self._transport or PoolTransport(
-                limits=limits, proxy=_env_proxy(self._base_url)
-            )
-            if not isinstance(transport, RetryTransport) or self._retry is not None:
-                transport = RetryTransport(transport, self._retry or RetryPolicy())
-            self._shared = httpx.AsyncClient(
-                transport=transport, timeout=DEFAULT_TIMEOUT, follow_redirects=False
-            )
-            # One set of parts for every client built here (see _direct.py).
-            self._parts = SharedParts(self._shared, transport)
-            self._owns_shared = True
-        return self._shared
+        return self._stack
 
     def get(self, index: int, *, keep: bool = True) -> AsyncAnalytics:
         """The client of target ``index``; raises what the constructor raises.
@@ -194,27 +190,23 @@ class _Clients:
             return target
         client = self._built.get(index)
         if client is None:
-            client = AsyncAnalytics(
+            client = client_on_stack(
+                self._shared(),
                 target.username,
                 target.password,
                 cache_id=target.cache_id,
                 base_url=self._base_url,
-                http_client=self._shared_client(),
             )
-            if self._owns_shared and self._parts is not None:
-                # The shared client is ours: send straight to its transport
-                # as AsyncAnalytics does with its own (see _direct.py).
-                client._direct = DirectSender(self._parts, client._headers)
             if keep:
                 self._built[index] = client
         return client
 
     async def aclose(self) -> None:
         self._built.clear()
-        if self._owns_shared and self._shared is not None:
-            shared, self._shared = self._shared, None
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
             with anyio.CancelScope(shield=True):
-                await shared.aclose()
+                await stack.aclose()
 
 
 class _Session:
@@ -449,10 +441,13 @@ def fan_out(
 
     ``targets`` are :class:`AsyncAnalytics` clients or credential sets
     (:class:`CacheCredentials`, or ``(username, password)`` pairs); the
-    clients for credential sets share one pooled ``httpx.AsyncClient``
-    (``http_client`` if given, else one made here with a pool of
-    ``concurrency`` connections, ``transport`` and ``retry`` as for
-    :class:`AsyncAnalytics`), closed at the end.
+    clients for credential sets share one pooled ``httpx.AsyncClient``:
+    ``http_client`` if given (never closed here), else one made here with a
+    pool of ``concurrency`` connections and closed at the end.
+    ``http_client``, ``transport`` and ``retry`` mean what they mean for
+    :class:`AsyncAnalytics` and are refused the same way (``retry`` with
+    ``http_client`` is a ``ValueError``: wrap that client's transport in
+    :class:`RetryTransport` instead).
 
     - At most ``concurrency`` calls run at once (default: the pool size of
       :data:`DEFAULT_LIMITS`, 100). With your own ``http_client``, keep it at

@@ -186,3 +186,54 @@ def test_the_layer_check_refuses_an_upward_import() -> None:
         f"{PACKAGE}._fanout (core) -> {PACKAGE}._cli.common (cli)",
         f"{PACKAGE}._transports.pool (transports) -> {PACKAGE}._client (core)",
     ]
+
+
+# Private attributes of other libraries read on purpose, each checked where it is used.
+FOREIGN_PRIVATE_OK = {
+    # httpx.URL internals: _transports/direct.py checks once per origin that
+    # putting a path on a parsed origin gives what httpx's own parse gives.
+    "_uri_reference",
+    "_replace",  # a named tuple's documented copy-with method
+}
+
+
+def private_reaches(source: str) -> list[str]:
+    """Private attributes read on something other than ``self``/``cls`` that this
+    module does not define itself (as ``def _x``, ``self._x = ...`` or a class field)."""
+    tree = ast.parse(source)
+    defined: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            defined.add(node.attr)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            defined.add(node.target.id)
+        elif isinstance(node, ast.Assign):
+            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        if node.attr.startswith("__") or node.attr in defined | FOREIGN_PRIVATE_OK:
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            continue
+        found.append((node.lineno, f"{node.lineno}: {ast.unparse(node)}"))
+    return [text for _, text in sorted(found)]
+
+
+def test_no_module_reaches_into_another_ones_private_attributes() -> None:
+    """The SDK, its transports and the CLI use each other's public names only (the emulator aside)."""
+    reaches = {
+        name: found
+        for name, path in modules().items()
+        if layer_of(name) != "testing" and (found := private_reaches(path.read_text()))
+    }
+    assert reaches == {}
+
+
+def test_the_private_reach_check_sees_one() -> None:
+    """The checker itself: ``client._direct = ...`` set from another module is reported."""
+    source = "def get(client):\n    client._headers.update({})\n    return client._direct\n"
+    assert private_reaches(source) == ["2: client._headers", "3: client._direct"]
