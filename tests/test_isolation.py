@@ -289,7 +289,7 @@ def test_cli_stats_shows_extreme_values(served: Any, tmp_path: Any, name: str) -
 def test_cli_unexpected_failure_is_one_line_with_traceback_only_under_v(
     served: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bug anywhere under a command: one 'Error:' line and exit code 1; -v adds the traceback."""
+    """A bug anywhere under a command: one 'Error:' line and exit code 6; -v adds the traceback."""
     from memcachier_async._cli import render
 
     def broken(*args: Any) -> Any:
@@ -299,12 +299,12 @@ def test_cli_unexpected_failure_is_one_line_with_traceback_only_under_v(
     _, base_url, named = served
     config = _config(tmp_path, base_url, named)
     quiet = run("stats", "--config", config, "--cache", "ok-0")
-    assert quiet.exit_code == 1
+    assert quiet.exit_code == 6
     assert quiet.stderr.strip().splitlines() == [
         "Error: unexpected failure (RuntimeError: a bug); run with -v for details"
     ]
     loud = run("-v", "stats", "--config", config, "--cache", "ok-0")
-    assert loud.exit_code == 1
+    assert loud.exit_code == 6
     assert "Traceback" in loud.stderr
     assert loud.stderr.strip().splitlines()[-1].startswith("Error: unexpected failure")
 

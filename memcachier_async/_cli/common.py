@@ -68,11 +68,12 @@ __all__ = [
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_UNEXPECTED = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_API = 4
 EXIT_TRANSPORT = 5
+# Not 1: click exits 1 when a confirmation is declined.
+EXIT_UNEXPECTED = 6
 
 
 class CliError(click.ClickException):
@@ -119,7 +120,7 @@ def run_async(function: Callable[[], Awaitable[T]]) -> T:
     """Run a command's async body; every failure becomes :class:`CliError`.
 
     SDK errors get their exit code (3, 4, 5); anything else is a bug or an
-    answer nobody foresaw, and still one ``Error:`` line (exit code 1),
+    answer nobody foresaw, and still one ``Error:`` line (exit code 6),
     with the traceback only under ``-v``.
     """
     try:
@@ -444,9 +445,10 @@ class NamedClient:
 # --- shared by the commands' definitions ---------------------------------------
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 1 unexpected failure (-v shows why), 2 usage or configuration, "
+    "Exit codes: 0 ok, 1 confirmation declined, 2 usage or configuration, "
     "3 credentials refused (401/403), 4 other API failure (incl. a partial flush or an "
-    "answer that is not what the API sends), 5 no answer (network, timeout)."
+    "answer that is not what the API sends), 5 no answer (network, timeout), "
+    "6 unexpected failure (-v shows the traceback)."
 )
 
 
