@@ -516,7 +516,20 @@ def _decode(body: bytes, cls: type[T], endpoint: str) -> T:
             return decoded  # type: ignore[no-any-return]
         # Refused: the converter below decides, and explains a failure.
     try:
-        data = _loads(body) if len(body) < THREAD_FROM else _loads_in_pieces(body)
+        return structure(_parse(body, endpoint, _loads), cls, endpoint)
+    except DecodeError:
+        if _loads is _json_loads:
+            raise
+    # orjson reads an integer literal beyond 64 bits as a float, or refuses the
+    # whole body; the standard parser reads it exactly. Parsing again on this
+    # (cold) path makes the error the same with and without the speedups
+    # extra: the field path and "out of range", not "got a number".
+    return structure(_parse(body, endpoint, _json_loads), cls, endpoint)
+
+
+def _parse(body: bytes, endpoint: str, loads: Callable[[bytes], Any]) -> Any:
+    try:
+        return loads(body) if len(body) < THREAD_FROM else _loads_in_pieces(body)
     except RecursionError:
         raise DecodeError(
             f"unexpected {endpoint} response: the body is nested too deep", endpoint=endpoint
@@ -526,7 +539,6 @@ def _decode(body: bytes, cls: type[T], endpoint: str) -> T:
             f"unexpected {endpoint} response: the body is not JSON ({exc.__class__.__name__})",
             endpoint=endpoint,
         ) from None
-    return structure(data, cls, endpoint)
 
 
 _HISTORY: Any = list[HistoryRecord]

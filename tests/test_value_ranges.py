@@ -9,6 +9,7 @@ DecodeError. Extreme but valid values never make the arithmetic on top
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memcachier_async import DecodeError, Stats, insight
+from memcachier_async import DecodeError, Stats, _convert, insight
 from memcachier_async._cli import render
 from memcachier_async._convert import THREAD_FROM, _json_loads, _loads_in_pieces, sort_history
 from memcachier_async._protocol import ENDPOINTS
@@ -27,6 +28,21 @@ HISTORY = json.loads((SAMPLES / "history.json").read_text())
 CREDENTIALS = json.loads((SAMPLES / "credentials.json").read_text())
 SERVER = next(iter(STATS))
 TOP = 2**64 - 1
+
+
+@pytest.fixture(autouse=True, scope="module", params=["json", "orjson"])
+def json_parser(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every case holds with the standard parser and with orjson (the speedups extra).
+
+    orjson reads integers beyond 64 bits as floats or refuses them, where the
+    standard parser reads them exactly: the errors must not differ.
+    """
+    loads = _convert._json_loads
+    if request.param == "orjson":
+        loads = pytest.importorskip("orjson").loads
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_convert, "_loads", loads)
+        yield request.param
 
 
 def _decode(name: str, body: bytes) -> Any:
