@@ -59,6 +59,13 @@ def _is_loopback(host: str) -> bool:
 @functools.lru_cache(maxsize=64)  # a fan-out builds thousands of clients on one base URL
 def _check_base_url(base_url: str) -> str:
     url = httpx.URL(base_url)
+    if url.userinfo:
+        # Not echoed: the URL holds a password. With credentials in the URL,
+        # httpx would send those instead of the client's own.
+        raise ValueError(
+            "base_url must not hold credentials (user:password@): pass them as "
+            "username and password"
+        )
     if url.scheme == "https":
         pass
     elif url.scheme == "http":

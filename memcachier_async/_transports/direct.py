@@ -7,9 +7,11 @@ small body that is about a third of a call's CPU time. When the client is
 the SDK's own and is still as the SDK made it, :class:`DirectSender` builds
 the ``httpx.Request`` the client would have built (same headers, same
 timeout extension) from cached parts and hands it to the transport (the
-retry layer) itself. As soon as the client is changed (event hooks, auth,
-headers, cookies, timeout, redirects) or closed, the SDK goes back to
-``client.send``, so the client's documented behaviour holds.
+retry layer) itself, and stores a ``Set-Cookie`` in the client's jar as
+``client.send`` does. As soon as the client is changed (event hooks, auth,
+headers, params, cookies, timeout, redirects) or closed, the SDK goes back
+to ``client.send``, so the client's documented behaviour holds;
+``tests/test_send_equivalence.py`` compares the bytes both put on the wire.
 
 A fan-out or a poller makes one ``AsyncAnalytics`` per cache, all on one
 ``httpx.AsyncClient``: what their senders have in common (the client's
@@ -38,10 +40,11 @@ _PROBE_PATH = "/0-probe/_x.y~z/"
 def _merged(base: httpx.Headers, own: Mapping[str, str]) -> httpx.Headers:
     """``base`` updated with ``own`` as ``Headers.update`` does it (the replaced
     headers move to the end), in one pass."""
-    replaced = {name.lower() for name in own}
-    pairs = [(k, v) for k, v in base.multi_items() if k.lower() not in replaced]
-    pairs.extend(own.items())
-    return httpx.Headers(pairs)
+    replaced = {name.lower().encode("latin-1") for name in own}
+    # The raw names: they go on the wire as the user spelled them.
+    pairs = [(k, v) for k, v in base.raw if k.lower() not in replaced]
+    pairs.extend((k.encode("latin-1"), v.encode(base.encoding)) for k, v in own.items())
+    return httpx.Headers(pairs, encoding=base.encoding)
 
 
 def _with_path(origin: httpx.URL, path: str) -> httpx.URL:
@@ -94,6 +97,7 @@ class SharedParts:
             or client.auth is not None
             or client.follow_redirects
             or client.timeout is not self.timeout
+            or client.params
             or client.cookies
             or client.headers.raw != self._client_headers
         )
@@ -212,6 +216,10 @@ class DirectSender:
         request = self._request(method, url, content, headers, extensions)
         response = await self._transport.handle_async_request(request)
         response.request = request
+        if "set-cookie" in response.headers:
+            # As client.send does: a load balancer's sticky cookie is kept
+            # (and, the jar no longer empty, later calls go through the client).
+            self._parts.client.cookies.extract_cookies(response)
         if isinstance(response.stream, httpx.ByteStream):
             # In memory (the retry layer returns bodies read): no async
             # iteration, and no decoder at all for an unencoded body.
