@@ -6,10 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Literal
 
-import httpx
-
-from memcachier_async._client import DEFAULT_LIMITS, DEFAULT_TIMEOUT, AsyncAnalytics
-from memcachier_async._transports.retry import RetryPolicy, RetryTransport
+from memcachier_async._client import DEFAULT_BASE_URL, client_on_stack
+from memcachier_async._stack import build_stack
 
 from .common import ConfigError, NamedClient, Selection
 from .emulated import emulated_clients
@@ -17,25 +15,6 @@ from .emulated import emulated_clients
 __all__ = ["HttpBackend", "open_clients"]
 
 HttpBackend = Literal["httpx", "aiohttp"]
-
-
-def _shared_http_client(retry: RetryPolicy, backend: HttpBackend = "httpx") -> httpx.AsyncClient:
-    # One pool for every cache of a command: many caches, one set of sockets.
-    inner: httpx.AsyncBaseTransport
-    if backend == "aiohttp":
-        # Much less CPU per call than httpcore under concurrency (the exporter's
-        # probes); asyncio only, which the command line always runs on.
-        from memcachier_async._transports.aiohttp import AiohttpTransport
-
-        inner = AiohttpTransport(limits=DEFAULT_LIMITS)
-    else:
-        inner = httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS)
-    return httpx.AsyncClient(
-        transport=RetryTransport(inner, retry),
-        timeout=DEFAULT_TIMEOUT,
-        limits=DEFAULT_LIMITS,
-        follow_redirects=False,
-    )
 
 
 @contextlib.asynccontextmanager
@@ -61,18 +40,23 @@ async def open_clients(
         raise ConfigError(
             f"this command works on one cache; choose one with --cache NAME ({names})"
         )
-    http = _shared_http_client(selection.retry, http_backend)
-    async with http:
+    # One stack for every cache of a command (many caches, one set of
+    # sockets), built as AsyncAnalytics builds its own.
+    try:
+        stack = build_stack(
+            base_url=targets[0].base_url if targets else DEFAULT_BASE_URL,
+            retry=selection.retry,
+            http_backend=http_backend,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    try:
         try:
             clients = [
                 NamedClient(
                     t.name,
-                    AsyncAnalytics(
-                        t.username,
-                        t.password,
-                        cache_id=t.cache_id,
-                        base_url=t.base_url,
-                        http_client=http,
+                    client_on_stack(
+                        stack, t.username, t.password, cache_id=t.cache_id, base_url=t.base_url
                     ),
                 )
                 for t in targets
@@ -80,3 +64,5 @@ async def open_clients(
         except ValueError as exc:  # a refused base URL, ...
             raise ConfigError(str(exc)) from exc
         yield clients
+    finally:
+        await stack.aclose()
