@@ -267,7 +267,9 @@ def sample_families(caches: Sequence[str], samples: Mapping[str, CacheSample]) -
     (one cache). A cache without a sample yet is down until it answers.
     """
     up = GaugeMetricFamily(
-        "memcachier_up", "1 if the latest poll of the cache's stats succeeded.", labels=["cache"]
+        "memcachier_up",
+        "1 if the latest poll (or this probe) read the cache's stats.",
+        labels=["cache"],
     )
     servers = GaugeMetricFamily(
         "memcachier_servers", "Servers in the cache's latest stats.", labels=["cache"]
