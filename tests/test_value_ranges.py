@@ -265,3 +265,23 @@ def test_big_history_through_msgspec_in_pieces_equals_one_piece() -> None:
     assert _in_chunks(fast, body) is None
     decoded = _decode("history", body)
     assert {r.server for r in decoded} == {"a}, {b" * 20_000}
+
+
+def test_a_big_decode_leaves_no_pile_of_young_objects() -> None:
+    """After a big history, its objects are not all in the youngest generation (whose next
+    collection would walk them at once, holding the GIL); an application's own freeze is kept."""
+    import gc
+
+    body = json.dumps([HISTORY[0], HISTORY[1]] * 3000).encode()
+    assert len(body) > THREAD_FROM
+    decoded = _decode("history", body)
+    assert len(gc.get_objects(generation=0)) < 2000
+    assert gc.isenabled()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        again = _decode("history", body)
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+    assert len(decoded) == len(again) == 6000
