@@ -135,4 +135,7 @@ async def test_poll_example(
         "cache1: hit rate 0.9",
         "cache2: hit rate 0.9",
     }
-    assert all(line.startswith(("round 1 ", "round 2 ")) for line in lines)
+    # Never round 0 (a baseline only); on a loaded machine a slow round can
+    # make the numbers skip (round 3 instead of 2), so only that is pinned.
+    assert lines
+    assert all(line.startswith("round ") and not line.startswith("round 0 ") for line in lines)
