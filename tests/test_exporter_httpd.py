@@ -7,6 +7,7 @@ bodies, huge heads, slowness, too many connections) is the point.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -174,3 +175,28 @@ async def test_connections_over_the_limit_get_503_and_the_others_still_work() ->
         finally:
             for stream in streams:
                 await stream.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_connection_that_fails_closes_alone(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected error on one connection closes it and is logged; the next connection is served."""
+    from memcachier_async._cli import httpd
+
+    original = httpd._Server._converse
+    failed: list[bool] = []
+
+    async def once_broken(self: Any, stream: anyio.abc.SocketStream) -> None:
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("a bug on one connection")
+        await original(self, stream)
+
+    monkeypatch.setattr(httpd._Server, "_converse", once_broken)
+    async with serve_http(echo, "127.0.0.1", 0) as port:
+        broken = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        served = await exchange(port, b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert broken == b""
+    assert status_of(served) == 200
+    assert any("a bug on one connection" in str(r.exc_info) for r in caplog.records)

@@ -15,7 +15,8 @@ limits, each one set before anything is read:
 - at most 512 open connections; one more gets 503 at once and is closed.
 
 A handler that raises gets a 500 with a one-line body (the error is
-logged); the server and the other connections go on.
+logged); the server and the other connections go on. Any other failure
+on a connection closes that connection only.
 """
 
 from __future__ import annotations
@@ -152,6 +153,9 @@ class _Server:
                 await self._converse(stream)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, TimeoutError):
                 pass  # the client went away or was too slow: nothing to answer
+            except Exception:
+                # A bug on one connection ends that connection, never the server.
+                logger.exception("a connection of the exporter's HTTP server failed")
             finally:
                 self.open -= 1
 
