@@ -1,6 +1,12 @@
 """memcachier-async: an async client of the MemCachier Analytics API."""
 
-from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUT, AsyncAnalytics
+from ._client import (
+    DEFAULT_BASE_URL,
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_RESPONSE_SIZE,
+    DEFAULT_TIMEOUT,
+    AsyncAnalytics,
+)
 from ._errors import (
     APIError,
     Attempt,
@@ -11,6 +17,7 @@ from ._errors import (
     OutcomeUnknownError,
     PermissionDeniedError,
     RateLimitError,
+    ResponseTooLargeError,
     ServerError,
     TransportError,
     UnknownCredentialError,
@@ -39,6 +46,7 @@ from ._version import __version__
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_LIMITS",
+    "DEFAULT_MAX_RESPONSE_SIZE",
     "DEFAULT_TIMEOUT",
     "APIError",
     "AsyncAnalytics",
@@ -64,6 +72,7 @@ __all__ = [
     "Poller",
     "ProcessedStats",
     "RateLimitError",
+    "ResponseTooLargeError",
     "RetryBudget",
     "RetryEvent",
     "RetryPolicy",

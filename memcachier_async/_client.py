@@ -18,13 +18,21 @@ from . import _protocol as p
 from ._convert import THREAD_FROM
 from ._errors import (
     Attempt,
+    DecodeError,
     MemcachierError,
     OutcomeUnknownError,
+    ResponseTooLargeError,
     TransportError,
     UnknownCredentialError,
 )
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
 from ._stack import DEFAULT_LIMITS, DEFAULT_TIMEOUT, Stack, build_stack
+from ._transports.body import (
+    DEFAULT_MAX_RESPONSE_SIZE,
+    network_abort,
+    read_body,
+    read_body_in_memory,
+)
 from ._transports.core import outcome_unknown
 from ._transports.retry import RetryPolicy, attempts_of, outcome_of
 from ._version import __version__
@@ -32,6 +40,7 @@ from ._version import __version__
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_LIMITS",
+    "DEFAULT_MAX_RESPONSE_SIZE",
     "DEFAULT_TIMEOUT",
     "AsyncAnalytics",
     "client_on_stack",
@@ -120,6 +129,27 @@ def _auth_headers(username: str, password: str) -> dict[str, str]:
     }
 
 
+def _secrets(authorization: str) -> tuple[str, ...]:
+    """What of the credentials an error page could echo: the header value,
+    the base64 token, ``username:password`` and the password itself."""
+    token = authorization.removeprefix("Basic ")
+    user_pass = base64.b64decode(token).decode()
+    password = user_pass.partition(":")[2]
+    # A very short password would match ordinary words of the page.
+    found = [authorization, token, user_pass]
+    if len(password) >= 4:
+        found.append(password)
+    return tuple(found)
+
+
+def _check_max_response_size(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int or value < 1:
+        raise ValueError("max_response_size must be a positive int (bytes), or None for no bound")
+    return value
+
+
 def _credential_name(credential: str | Credential) -> str:
     if isinstance(credential, Credential):
         return credential.sasl_username
@@ -146,6 +176,12 @@ class AsyncAnalytics:
     its requests with aiohttp instead of httpcore: much less CPU per call.
     ``limits`` sizes the connection pool of the client's own transport.
 
+    ``max_response_size`` bounds a success body in bytes, counted as they
+    arrive, compressed on the wire and decompressed (default
+    :data:`DEFAULT_MAX_RESPONSE_SIZE`, 64 MiB; ``None``: no bound). A body
+    past it raises :class:`ResponseTooLargeError` as soon as it gets there.
+    Of an error body only the first few KiB are read.
+
     Failed calls are retried by a :class:`RetryTransport` with ``retry``
     (default: a ``RetryPolicy()`` of this client's own), wrapped around the
     client's transport or the given ``transport``. A given ``http_client``
@@ -166,8 +202,10 @@ class AsyncAnalytics:
         retry: RetryPolicy | None = None,
         http_backend: Literal["httpx", "aiohttp"] = "httpx",
         limits: httpx.Limits | None = None,
+        max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
     ) -> None:
         _check_identity(username, password, cache_id)
+        max_response_size = _check_max_response_size(max_response_size)
         base_url = _check_base_url(base_url)
         stack = build_stack(
             base_url=base_url,
@@ -178,7 +216,15 @@ class AsyncAnalytics:
             limits=limits,
             timeout=timeout,
         )
-        self._setup(username, password, cache_id, base_url, stack, owns_client=stack.owned)
+        self._setup(
+            username,
+            password,
+            cache_id,
+            base_url,
+            stack,
+            owns_client=stack.owned,
+            max_response_size=max_response_size,
+        )
 
     def _setup(
         self,
@@ -189,7 +235,9 @@ class AsyncAnalytics:
         stack: Stack,
         *,
         owns_client: bool,
+        max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
     ) -> None:
+        self._max_response_size = max_response_size
         self._username = username
         self._base_url = base_url
         # Built once: the only place the password lives after __init__.
@@ -266,7 +314,12 @@ class AsyncAnalytics:
     ) -> T:
         cache_id = await self.login() if endpoint.needs_cache_id else None
         spec = p.build_request(
-            endpoint, self._base_url, cache_id=cache_id, username=username, body=body
+            endpoint,
+            self._base_url,
+            cache_id=cache_id,
+            username=username,
+            body=body,
+            max_response_size=self._max_response_size,
         )
         started = time.perf_counter()
         try:
@@ -286,11 +339,23 @@ class AsyncAnalytics:
                     headers={**self._headers, **spec.headers},
                     extensions=dict(spec.extensions),
                 )
-                response = await self._http.send(request)
-                content = response.content
+                response, content = await self._read(request)
         except httpx.TransportError as exc:
             elapsed = time.perf_counter() - started
             raise _transport_error(spec, endpoint.idempotent, exc, elapsed) from exc
+        except httpx.DecodingError as exc:
+            error = DecodeError(
+                f"{spec.method} {spec.url}: the body could not be decoded: {exc}",
+                endpoint=endpoint.name,
+            )
+            error.attempts = attempts_of(exc) or (
+                Attempt(1, type(exc).__name__, time.perf_counter() - started),
+            )
+            raise error from exc
+        except ResponseTooLargeError as exc:
+            if not exc.attempts:
+                exc.attempts = (Attempt(1, type(exc).__name__, time.perf_counter() - started),)
+            raise
         logger.debug(
             "%s %s -> %d in %.1f ms",
             spec.method,
@@ -310,6 +375,11 @@ class AsyncAnalytics:
             body=content,
             method=spec.method,
             url=spec.url,
+            secrets=(
+                ()
+                if 200 <= response.status_code < 300
+                else _secrets(self._headers["Authorization"])
+            ),
         )
         try:
             if len(content) < THREAD_FROM:
@@ -320,6 +390,36 @@ class AsyncAnalytics:
         except MemcachierError as error:
             error.attempts = attempts
             raise
+
+    async def _read(self, request: httpx.Request) -> tuple[httpx.Response, bytes]:
+        """Send through ``self._http`` and read the body within the size limit.
+
+        A client that is not the SDK's own may have a transport that hands
+        back a body still streaming and still compressed.
+        """
+        response = await self._http.send(request, stream=True)
+        if response.is_stream_consumed:
+            # Made from bytes in memory (a mock's), so httpx read and decoded
+            # it already: only its size is left to check.
+            content, _ = await read_body_in_memory(
+                response.content,
+                status_code=response.status_code,
+                content_encoding=None,
+                request=request,
+            )
+            return response, content
+        try:
+            content, _ = await read_body(
+                response.aiter_raw(),
+                status_code=response.status_code,
+                content_encoding=response.headers.get("content-encoding"),
+                content_length=response.headers.get("content-length"),
+                request=request,
+                abort=network_abort(response.extensions),
+            )
+        finally:
+            await response.aclose()
+        return response, content
 
     # --- the API ------------------------------------------------------------
 

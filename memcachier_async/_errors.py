@@ -15,6 +15,8 @@ One base class, so ``except MemcachierError`` catches anything we raise::
     │                             after it may have reached the server
     ├── DecodeError               a 2xx body that is not what the endpoint
     │                             returns; names the endpoint and the field
+    ├── ResponseTooLargeError     a body past the client's max_response_size
+    │                             (counted as it arrives; never retried)
     └── UnknownCredentialError    no credential of that username on the cache
 
 ``APIError`` also stands for any other non-2xx status (a 400, a 3xx).
@@ -24,7 +26,9 @@ the call that failed (more than one when the retry layer retried it).
 
 No password ever appears in these messages: they are built from the
 status, the method, the URL (usernames, never passwords, appear in paths)
-and the body the service sent.
+and the body the service sent, cut to :data:`ERROR_BODY_LIMIT` characters
+and scrubbed of the request's credentials (an error page that echoes the
+request headers would otherwise quote the ``Authorization`` value).
 """
 
 from __future__ import annotations
@@ -44,14 +48,18 @@ __all__ = [
     "OutcomeUnknownError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ServerError",
     "TransportError",
     "UnknownCredentialError",
 ]
 
-# Long HTML error pages from proxies are cut in messages (the full text stays
-# in ``.body``).
+# Long HTML error pages from proxies are cut in messages (more of the text
+# stays in ``.body``).
 _MESSAGE_BODY_LIMIT = 300
+#: The most characters of an error body an :class:`APIError` keeps in ``body``.
+ERROR_BODY_LIMIT = 4096
+_REDACTED = "[REDACTED]"
 
 
 @attrs.frozen
@@ -174,6 +182,20 @@ class DecodeError(MemcachierError):
         self.path = path
 
 
+class ResponseTooLargeError(MemcachierError):
+    """A response body larger than the client's ``max_response_size``.
+
+    Counted as the bytes arrive, on the wire and decompressed, so reading
+    stopped at the limit; nothing of the body is kept. Never retried: the
+    next answer would be as large. ``limit`` is the bound in bytes.
+    """
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.limit = limit
+
+
 class UnknownCredentialError(MemcachierError, LookupError):
     """The cache has no credential with this username."""
 
@@ -202,6 +224,14 @@ def servers_from_body(text: str) -> tuple[str, ...]:
     return tuple(s for s in (part.strip() for part in match["servers"].split(",")) if s)
 
 
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every occurrence of each secret replaced (longest first)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret and secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
 def _summary(text: str) -> str:
     flat = " ".join(text.split())
     if len(flat) > _MESSAGE_BODY_LIMIT:
@@ -217,8 +247,15 @@ def api_error(
     url: str,
     text: str,
     retry_after: float | None,
+    secrets: Sequence[str] = (),
 ) -> APIError:
-    """The exception for a non-2xx answer, with a message a person can act on."""
+    """The exception for a non-2xx answer, with a message a person can act on.
+
+    ``text`` is scrubbed of ``secrets`` (the request's credentials) and cut
+    to :data:`ERROR_BODY_LIMIT` characters before it is kept or quoted.
+    """
+    full = scrub(text, secrets)
+    text = full[:ERROR_BODY_LIMIT]
     head = f"{status_code} {reason}".rstrip()
     message = f"{head} from {method} {url}"
     body = _summary(text)
@@ -231,7 +268,7 @@ def api_error(
             method=method,
             url=url,
             body=text,
-            servers=servers_from_body(text),
+            servers=servers_from_body(full),
             retry_after=retry_after,
         )
     cls = _BY_STATUS.get(status_code, APIError)

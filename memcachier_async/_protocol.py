@@ -10,7 +10,7 @@ success body decodes to, and whether repeating the call is safe.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -19,12 +19,18 @@ import attrs
 from ._convert import decode, sort_history
 from ._errors import api_error
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
-from ._transports.rules import ENDPOINT_EXTENSION, IDEMPOTENT_EXTENSION, parse_retry_after
+from ._transports.rules import (
+    ENDPOINT_EXTENSION,
+    IDEMPOTENT_EXTENSION,
+    MAX_RESPONSE_SIZE_EXTENSION,
+    parse_retry_after,
+)
 
 __all__ = [
     "ENDPOINTS",
     "ENDPOINT_EXTENSION",
     "IDEMPOTENT_EXTENSION",
+    "MAX_RESPONSE_SIZE_EXTENSION",
     "Endpoint",
     "RequestSpec",
     "build_request",
@@ -167,8 +173,13 @@ def build_request(
     cache_id: int | None = None,
     username: str | None = None,
     body: Any = None,
+    max_response_size: int | None,
 ) -> RequestSpec:
-    """The request for one call of ``endpoint``."""
+    """The request for one call of ``endpoint``.
+
+    ``max_response_size`` bounds the success body (``None``: no bound); the
+    transports read it from the request's extensions.
+    """
     params: dict[str, object] = {}
     if endpoint.needs_cache_id:
         if cache_id is None:
@@ -191,6 +202,7 @@ def build_request(
         extensions={
             ENDPOINT_EXTENSION: endpoint.name,
             IDEMPOTENT_EXTENSION: endpoint.idempotent,
+            MAX_RESPONSE_SIZE_EXTENSION: max_response_size,
         },
     )
 
@@ -217,8 +229,12 @@ def parse_response(
     body: bytes,
     method: str,
     url: str,
+    secrets: Sequence[str] = (),
 ) -> T:
-    """The model a success body holds, or the exception for any other status."""
+    """The model a success body holds, or the exception for any other status.
+
+    ``secrets`` (the request's credentials) are scrubbed from an error body.
+    """
     if 200 <= status_code < 300:
         return endpoint.decode(body, endpoint.name)
     raise api_error(
@@ -228,4 +244,5 @@ def parse_response(
         url=url,
         text=error_text(body),
         retry_after=parse_retry_after(headers.get("retry-after")),
+        secrets=secrets,
     )

@@ -38,6 +38,7 @@ def test_core_names_are_exported() -> None:
         "OutcomeUnknownError",
         "PermissionDeniedError",
         "RateLimitError",
+        "ResponseTooLargeError",
         "ServerError",
         "ServerStats",
         "Stats",
@@ -62,3 +63,5 @@ def test_error_tree() -> None:
     assert issubclass(m.OutcomeUnknownError, m.TransportError)
     assert issubclass(m.DecodeError, m.MemcachierError)
     assert not issubclass(m.DecodeError, m.APIError)
+    assert issubclass(m.ResponseTooLargeError, m.MemcachierError)
+    assert not issubclass(m.ResponseTooLargeError, (m.APIError, m.TransportError))

@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from .body import decoded_headers, read_body
+
 try:
     import aiohttp
     import yarl
@@ -147,7 +149,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=_timeout(request),
                 proxy=self._proxy,
             ) as response:
-                body = await response.read()
+                body, whole = await read_body(
+                    response.content.iter_any(),
+                    status_code=response.status,
+                    content_encoding=response.headers.get("Content-Encoding"),
+                    content_length=response.headers.get("Content-Length"),
+                    request=request,
+                )
+                if not whole:
+                    response.close()  # the rest is not downloaded: the connection goes
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise _map_error(exc, request) from exc
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
@@ -155,7 +165,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")
         return httpx.Response(
             response.status,
-            headers=response.raw_headers,
+            headers=decoded_headers(response.raw_headers, "Content-Encoding" in response.headers),
             stream=httpx.ByteStream(body),
             extensions=extensions,
             request=request,

@@ -17,8 +17,9 @@ of its own, and does the pooling in constant time per request:
 - requests that find no free connection wait in first-come order, up to the
   request's ``pool`` timeout (then :class:`httpx.PoolTimeout`).
 
-Every response is read whole before its connection goes back, so responses
-come back as bytes in memory (which the SDK needs anyway).
+Every response is read before its connection goes back, so responses come
+back as bytes in memory (which the SDK needs anyway): decoded and bounded as
+they arrive (see ``body.py``). An error body cut short closes its connection.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ import time
 from collections import deque
 
 import anyio
+import httpcore  # noqa: F401  # httpx imports it on its first transport: in the event loop, ~0.3 s
 import httpx
+
+from .body import decoded_headers, network_abort, read_body
 
 __all__ = ["PoolTransport"]
 
@@ -143,8 +147,17 @@ class PoolTransport(httpx.AsyncBaseTransport):
             response = await slot.handle_async_request(request)
             try:
                 assert isinstance(response.stream, httpx.AsyncByteStream)
-                body = b"".join([chunk async for chunk in response.stream])
+                headers = response.headers
+                body, _ = await read_body(
+                    response.stream,
+                    status_code=response.status_code,
+                    content_encoding=headers.get("content-encoding"),
+                    content_length=headers.get("content-length"),
+                    request=request,
+                    abort=network_abort(response.extensions),
+                )
             finally:
+                # A body not read to its end closes the connection.
                 await response.aclose()
         finally:
             if self._closed:
@@ -155,8 +168,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 self._release(slot)
         return httpx.Response(
             response.status_code,
-            headers=response.headers,
-            # The raw (still encoded) body: the client decodes it once.
+            headers=decoded_headers(headers.raw, "content-encoding" in headers),
+            # Decoded: nothing above decodes it again.
             stream=httpx.ByteStream(body),
             extensions={k: v for k, v in response.extensions.items() if k != "network_stream"},
             request=request,

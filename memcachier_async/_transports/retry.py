@@ -11,8 +11,12 @@ A call is idempotent when its request says so (the ``memcachier_idempotent``
 extension set from the endpoint table); a request without it is judged by
 its method (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT and DELETE).
 
-Every response this transport returns is fully read (a failure while
-reading the body is an attempt's failure like any other) and carries
+Every response this transport returns is read (a failure while reading
+the body is an attempt's failure like any other), decoded and bounded as it
+arrives (``body.py``: a success body past the request's
+``memcachier_max_response_size``, 64 MiB by default, raises
+:class:`~memcachier_async.ResponseTooLargeError`, never retried; of an error
+body only the first 16 KiB are read), and carries
 ``extensions["memcachier_attempts"]`` and ``extensions["memcachier_retries"]``;
 every httpx exception it raises carries the same attempts in
 :func:`attempts_of`.
@@ -28,9 +32,10 @@ from typing import Any
 import anyio
 import httpx
 
-from memcachier_async._errors import Attempt
+from memcachier_async._errors import Attempt, ResponseTooLargeError
 
 from . import core
+from .body import decoded_headers, network_abort, read_body, read_body_in_memory
 from .core import GiveUp, Outcome, RetryBudget, RetryCall, RetryEvent, RetryPolicy
 from .rules import ENDPOINT_EXTENSION, IDEMPOTENT_EXTENSION, parse_retry_after
 
@@ -171,10 +176,10 @@ class RetryTransport(httpx.AsyncBaseTransport):
         transport = RetryTransport(httpx.AsyncHTTPTransport(), RetryPolicy())
         async with httpx.AsyncClient(transport=transport) as client: ...
 
-    Responses come back fully read (so a failure while reading a body can
-    be retried); a response whose status was retried until attempts, time or
-    budget ran out is returned as is, and the last exception is raised
-    otherwise.
+    Responses come back read and decoded (so a failure while reading a body
+    can be retried), without ``Content-Encoding``; a response whose status
+    was retried until attempts, time or budget ran out is returned as is,
+    and the last exception is raised otherwise.
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport, policy: RetryPolicy | None = None) -> None:
@@ -224,6 +229,14 @@ async def _attempt(
     except httpx.TransportError as exc:
         attempts.append(Attempt(call.attempts, type(exc).__name__, clock() - call.start))
         return exc
+    except (ResponseTooLargeError, httpx.DecodingError) as exc:
+        # Never retried: the next answer would be as large (or as broken).
+        attempts.append(Attempt(call.attempts, type(exc).__name__, clock() - call.start))
+        if isinstance(exc, ResponseTooLargeError):
+            exc.attempts = tuple(attempts)
+        else:
+            setattr(exc, _ATTEMPTS_ATTR, tuple(attempts))
+        raise
     attempts.append(Attempt(call.attempts, response.status_code, clock() - call.start))
     return response
 
@@ -245,21 +258,38 @@ async def _send_once(
     limit = math.inf if remaining is None else max(remaining, 0.0)
     with anyio.move_on_after(limit):
         response = await inner.handle_async_request(attempt_request)
+        headers = response.headers
+        encoding = headers.get("content-encoding")
         if isinstance(response.stream, httpx.ByteStream):
-            # Already in memory (the SDK's own transports read the body
-            # and return the connection): nothing to hand back, no
-            # cancel scope to pay for.
-            body = b"".join(response.stream)
+            # Already in memory (the SDK's own transports read the body,
+            # decoded and bounded, and return the connection): nothing to
+            # hand back, no cancel scope to pay for.
+            body, _ = await read_body_in_memory(
+                b"".join(response.stream),
+                status_code=response.status_code,
+                content_encoding=encoding,
+                request=attempt_request,
+            )
         else:
+            stream = response.stream
+            if not isinstance(stream, httpx.AsyncByteStream):
+                raise TypeError("RetryTransport needs an async transport to wrap")
             try:
-                body = await _read_raw(response)
+                body, _ = await read_body(
+                    stream,
+                    status_code=response.status_code,
+                    content_encoding=encoding,
+                    content_length=headers.get("content-length"),
+                    request=attempt_request,
+                    abort=network_abort(response.extensions),
+                )
             finally:
                 # Shielded: a cancelled call must still hand its connection back.
                 with anyio.CancelScope(shield=True):
                     await response.aclose()
         return httpx.Response(
             response.status_code,
-            headers=response.headers,
+            headers=decoded_headers(headers.raw, encoding is not None),
             stream=httpx.ByteStream(body),
             extensions={
                 # The connection went back to the pool with the body read.
@@ -311,14 +341,6 @@ def _finish(
     result.extensions[ATTEMPTS_EXTENSION] = recorded
     result.extensions[RETRIES_EXTENSION] = len(recorded) - 1
     return result
-
-
-async def _read_raw(response: httpx.Response) -> bytes:
-    # The raw (still encoded) bytes: the client above decodes them once.
-    stream = response.stream
-    if not isinstance(stream, httpx.AsyncByteStream):
-        raise TypeError("RetryTransport needs an async transport to wrap")
-    return b"".join([chunk async for chunk in stream])
 
 
 def _endpoint_name(extensions: Mapping[str, Any]) -> str | None:

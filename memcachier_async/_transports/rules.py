@@ -12,6 +12,7 @@ import time
 __all__ = [
     "ENDPOINT_EXTENSION",
     "IDEMPOTENT_EXTENSION",
+    "MAX_RESPONSE_SIZE_EXTENSION",
     "backoff_ceiling",
     "parse_retry_after",
 ]
@@ -20,6 +21,9 @@ __all__ = [
 ENDPOINT_EXTENSION = "memcachier_endpoint"
 #: Request extension: ``True`` when the call may safely be sent again.
 IDEMPOTENT_EXTENSION = "memcachier_idempotent"
+#: Request extension: the most bytes a success body may have (``None``: no
+#: bound), read by every transport as the body arrives (see ``body.py``).
+MAX_RESPONSE_SIZE_EXTENSION = "memcachier_max_response_size"
 
 # Past 2**64 times the first wait, any max_backoff a policy can hold is smaller:
 # stop doubling there instead of overflowing a float (2.0 ** 1024 raises).
