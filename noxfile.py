@@ -1,23 +1,102 @@
-"""Sessions: tests (each supported Python found), lint, typecheck, docs, bench."""
+"""Sessions: tests (every declared Python), lowest, lint, typecheck, docs, bench,
+mutation.
+
+The Pythons come from pyproject.toml's classifiers (tests/test_ci_matrix.py
+keeps them in step with ``requires-python``). On a developer's machine a
+declared Python that is missing is skipped; under CI it is an error.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from typing import Any
+
 import nox
+from nox.virtualenv import UV
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
-nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHONS = nox.project.python_versions(PYPROJECT)
+
+nox.options.sessions = ["tests", "lowest", "lint", "typecheck", "docs"]
 nox.options.reuse_venv = "yes"
-# Test on every supported Python this machine has; skip the others.
-nox.options.error_on_missing_interpreters = False
-
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = os.environ.get("CI", "").lower() in {"1", "true"}
 
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The test suite with coverage (the floor is in pyproject.toml)."""
+    """The test suite (with coverage and its floor unless ``-- --no-cov``)."""
     session.install("-e", ".[test]")
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
-    session.run("coverage", "report")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0], venv_backend="uv", reuse_venv=False)
+def lowest(session: nox.Session) -> None:
+    """The suite on the oldest Python with the lowest version pyproject allows of
+    every dependency: core and every runtime extra (the floors are promises).
+    """
+    session.install("--resolution", "lowest-direct", "-e", f".[{','.join(LOWEST_EXTRAS)}]")
+    freeze = session.run(UV, "pip", "freeze", external=True, silent=True)
+    assert isinstance(freeze, str)
+    session.log("installed:\n" + freeze)
+    python = session.run(
+        "python", "-c", "import platform; print(platform.python_version())", silent=True
+    )
+    assert isinstance(python, str)
+    wrong = floors_not_installed(PYPROJECT, LOWEST_EXTRAS, freeze, python.strip())
+    if wrong:
+        session.error("a declared floor was not what got installed: " + "; ".join(wrong))
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+# Every runtime extra, and the test extra (it names cli, prometheus, aiohttp).
+LOWEST_EXTRAS = ("test", "speedups")
+
+
+def floors_not_installed(
+    pyproject: dict[str, Any], extras: Sequence[str], freeze: str, python: str
+) -> list[str]:
+    """Each dependency of the core and of ``extras`` whose installed version is not
+    its declared floor (``name>=floor``), as ``"name: floor X, installed Y"``.
+
+    A floor the resolver could not reach (another dependency needs more) is a
+    promise nobody tests: raise it in pyproject.toml.
+    """
+    project = pyproject["project"]
+    installed = {}
+    for line in freeze.splitlines():
+        name, sep, version = line.partition("==")
+        if sep:
+            installed[canonicalize_name(name)] = Version(version.strip())
+    requirements = [Requirement(r) for r in project["dependencies"]]
+    pending, seen = list(extras), set()
+    while pending:
+        extra = pending.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for text in project["optional-dependencies"][extra]:
+            requirement = Requirement(text)
+            if canonicalize_name(requirement.name) == canonicalize_name(project["name"]):
+                pending.extend(requirement.extras)
+            else:
+                requirements.append(requirement)
+    wrong = []
+    environment = {"python_version": ".".join(python.split(".")[:2]), "python_full_version": python}
+    for requirement in requirements:
+        if requirement.marker is not None and not requirement.marker.evaluate(environment):
+            continue
+        floors = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+        name = canonicalize_name(requirement.name)
+        if len(floors) != 1:
+            wrong.append(f"{name}: no single >= floor in {requirement}")
+        elif installed.get(name) != floors[0]:
+            wrong.append(f"{name}: floor {floors[0]}, installed {installed.get(name)}")
+    return wrong
 
 
 @nox.session
