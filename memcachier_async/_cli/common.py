@@ -5,6 +5,8 @@
   many caches, or from an in-process emulator (``--emulator``).
 - How failures end a command: one line on stderr and an exit code a
   script can branch on, never a traceback.
+- How a command that runs until stopped stops: SIGINT (Ctrl-C) and SIGTERM
+  end it with exit code 0 (:func:`run_until_stopped`).
 - Output: rich for people, ``--json`` for scripts.
 
 Needs the ``cli`` extra (click, rich).
@@ -12,10 +14,12 @@ Needs the ``cli`` extra (click, rich).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.abc
 import attrs
 import click
 from rich.console import Console
@@ -62,6 +67,7 @@ __all__ = [
     "load_config",
     "one_line",
     "run_async",
+    "run_until_stopped",
     "target_options",
 ]
 
@@ -188,6 +194,38 @@ def verbosity() -> int:
     if context is None:
         return 0
     return int(context.find_root().params.get("verbose") or 0)
+
+
+def run_until_stopped(function: Callable[[], Awaitable[None]]) -> None:
+    """Run a command that serves or polls until it is stopped: SIGINT (Ctrl-C)
+    or SIGTERM cancels ``function`` and the command exits 0, on every Python.
+
+    The signals arrive as messages in the event loop, so the command is
+    cancelled at an ``await`` and cleans up as on any cancellation. Left to
+    Python's default handler, Ctrl-C raises ``KeyboardInterrupt`` wherever
+    the loop happens to be: on 3.10's asyncio that ends in a ``CancelledError``
+    traceback and exit code 1.
+    """
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(_cancel_on_signal, tg.cancel_scope)
+            await function()
+            tg.cancel_scope.cancel()
+
+    # A Ctrl-C before the event loop listens (or after it stopped) is still a stop.
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(main)
+
+
+async def _cancel_on_signal(
+    scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            scope.cancel()
+            return
 
 
 def emit_json(value: Any) -> None:

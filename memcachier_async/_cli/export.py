@@ -13,7 +13,7 @@ from .common import (
     CliError,
     Selection,
     epilog,
-    run_async,
+    run_until_stopped,
     target_options,
 )
 
@@ -177,9 +177,7 @@ def export(
                 await exporter.run(rounds=rounds or None)
 
     try:
-        run_async(main)
-    except KeyboardInterrupt:
-        pass
+        run_until_stopped(main)
     except OSError as exc:
         raise CliError(f"cannot listen on {listen}: {exc.strerror or exc}", EXIT_USAGE) from None
 

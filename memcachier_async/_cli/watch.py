@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from typing import Any
@@ -31,7 +30,7 @@ from .common import (
     epilog,
     json_option,
     make_console,
-    run_async,
+    run_until_stopped,
     target_options,
 )
 
@@ -161,8 +160,7 @@ def watch(
         async with open_clients(selection, multi=True) as clients:
             await _watch(clients, interval, rounds, timeout or max(interval, 10.0), as_json)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        run_async(main)
+    run_until_stopped(main)
 
 
 async def _watch(
