@@ -131,3 +131,16 @@ def bench(session: nox.Session) -> None:
     """Benchmarks side by side; regenerates benchmarks/RESULTS.md."""
     session.install("-e", ".[test,bench]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of the pure core with mutmut (slow: not in CI).
+
+    What is mutated and which tests run is ``[tool.mutmut]`` in pyproject.toml;
+    ``nox -s mutation -- "memcachier_async._insight*"`` runs one module's
+    mutants. Record the score and the survivors in tests/MUTATION.md.
+    """
+    session.install("-e", ".[test]", "mutmut>=3.3")
+    session.run("nice", "-n", "10", "mutmut", "run", *session.posargs, external=True)
+    session.run("mutmut", "results")
