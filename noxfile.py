@@ -53,7 +53,7 @@ def lowest(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *session.posargs)
 
 
-# Every runtime extra, and the test extra (it names cli, prometheus, aiohttp).
+# Every runtime extra (the test extra names cli, prometheus and aiohttp).
 LOWEST_EXTRAS = ("test", "speedups")
 
 
