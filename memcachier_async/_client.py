@@ -15,7 +15,7 @@ import anyio
 import httpx
 
 from . import _protocol as p
-from ._convert import THREAD_FROM
+from ._convert import ID_LIMIT, THREAD_FROM
 from ._errors import (
     Attempt,
     DecodeError,
@@ -116,8 +116,9 @@ def _check_identity(username: str, password: str, cache_id: int | None) -> None:
         raise TypeError("username and password must be str")
     if not username:
         raise ValueError("username must not be empty")
-    if cache_id is not None and (type(cache_id) is not int or cache_id < 0):
-        raise ValueError("cache_id must be a non-negative int")
+    if cache_id is not None and (type(cache_id) is not int or not 0 <= cache_id < ID_LIMIT):
+        # The range the login answer is held to (ids are database keys).
+        raise ValueError("cache_id must be a non-negative int below 2**63")
 
 
 def _auth_headers(username: str, password: str) -> dict[str, str]:

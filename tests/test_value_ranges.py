@@ -285,3 +285,13 @@ def test_a_big_decode_leaves_no_pile_of_young_objects() -> None:
     finally:
         gc.unfreeze()
     assert len(decoded) == len(again) == 6000
+
+
+@pytest.mark.parametrize("cache_id", [-1, 2**63, 10**30])
+def test_the_constructor_holds_cache_id_to_the_same_range(cache_id: int) -> None:
+    """AsyncAnalytics(cache_id=...) takes what a login answer may hold: 0 ≤ id < 2**63."""
+    from memcachier_async import AsyncAnalytics
+
+    with pytest.raises(ValueError, match="cache_id"):
+        AsyncAnalytics("user", "pw", cache_id=cache_id)
+    assert AsyncAnalytics("user", "pw", cache_id=2**63 - 1).cache_id == 2**63 - 1

@@ -282,8 +282,8 @@ def _target(where: str, entry: Any, default_url: str) -> CacheTarget:
         if not password:
             raise ConfigError(f"{where}: environment variable {variable} is not set")
     cache_id = entry.get("cache_id")
-    if cache_id is not None and (type(cache_id) is not int or cache_id < 0):
-        raise ConfigError(f"{where}: 'cache_id' must be a non-negative integer")
+    if cache_id is not None and (type(cache_id) is not int or not 0 <= cache_id < 2**63):
+        raise ConfigError(f"{where}: 'cache_id' must be a non-negative integer below 2**63")
     base_url = _text(where, entry, "base_url", required=False) or default_url
     # _text() raised for a missing required value.
     assert name is not None
@@ -420,7 +420,9 @@ _TARGET_OPTIONS = (
         help=f"API root (default {DEFAULT_BASE_URL}). Env: MEMCACHIER_BASE_URL.",
     ),
     click.option(
-        "--cache-id", type=click.IntRange(min=0), help="Skip the login call: the cache id."
+        "--cache-id",
+        type=click.IntRange(min=0, max=2**63 - 1),
+        help="Skip the login call: the cache id.",
     ),
     click.option(
         "--emulator",
