@@ -152,7 +152,9 @@ class RetryPolicy:
     ``deadline`` bounds the whole call, every attempt and wait included
     (``None``: no bound). ``budget`` is shared by every call made with this
     policy (``None``: unlimited); a retry is charged when it is sent.
-    ``on_retry`` is called with a :class:`RetryEvent` before each wait.
+    ``on_retry`` is called with a :class:`RetryEvent` before each wait (if
+    other calls empty the budget during that wait, the retry announced is
+    not sent after all).
 
     ``sleep``, ``clock`` and ``random`` exist for tests: an async sleep, a
     monotonic clock in seconds and a draw from ``[0, 1)``.

@@ -209,11 +209,11 @@ class RetryTransport(httpx.AsyncBaseTransport):
             result = await _attempt(self._inner, request, call, attempts)
             decision = call.attempt_done(outcome_of(result), now=clock())
             if isinstance(decision, GiveUp):
-                return _finish(result, attempts)
+                return _finish(result, attempts, decision)
             _announce(call, request, decision, elapsed=clock() - call.start)
             await policy.sleep(decision.wait)
-            if call.resend(now=clock()) is not None:
-                return _finish(result, attempts)
+            if (refused := call.resend(now=clock())) is not None:
+                return _finish(result, attempts, refused)
 
 
 async def _attempt(
@@ -331,9 +331,11 @@ def _announce(
 
 
 def _finish(
-    result: httpx.Response | httpx.TransportError, attempts: list[Attempt]
+    result: httpx.Response | httpx.TransportError, attempts: list[Attempt], why: GiveUp
 ) -> httpx.Response:
     """Return the final response, or raise the final exception, with the attempts."""
+    if why.why == "budget":
+        logger.debug("retry budget exhausted: giving up after %d attempts", len(attempts))
     recorded = tuple(attempts)
     if isinstance(result, BaseException):
         setattr(result, _ATTEMPTS_ATTR, recorded)
