@@ -20,7 +20,10 @@ leaves it open); every value is range-checked all the same.
 
 Two converters share this configuration: a fast one without detailed
 validation for the hot path and a detailed one that is only used to explain
-a failure, with the field path (``$.stats["a:1"].get_hits``).
+a failure, with the field path (``$.stats["a:1"].get_hits``). With msgspec
+installed, stats and history bodies go first to ``_fast_json``, which
+decodes in C the bodies it can decode exactly as these converters would and
+hands every other body back to them.
 """
 
 from __future__ import annotations
