@@ -661,7 +661,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                 )
                 + ".\n"
             )
-            add("| function | calls | own | cumulative |")
+            add("| function | calls (a coroutine counts each resume) | own | cumulative |")
             add("|---|---|---|---|")
             for f in prof["functions"][:10]:
                 name = f["function"].replace("|", "\\|")
