@@ -45,7 +45,7 @@ seconds = st.floats(min_value=0.0, max_value=100.0)
 responses = st.builds(
     Outcome.response,
     st.sampled_from(STATUSES),
-    st.none() | st.floats(min_value=-10.0, max_value=1e6) | st.just(math.inf),
+    st.none() | st.floats(min_value=-10.0, max_value=1e6) | st.sampled_from([math.inf, math.nan]),
 )
 failures = st.sampled_from(FAILURES).map(
     lambda f: Outcome(failure=f[0], transient=f[1], reached_server=f[2], timeout=f[3])
@@ -120,7 +120,7 @@ def test_invariants_hold_for_any_sequence_of_outcomes(
         assert sent < policy.max_attempts
         # The wait: the server's Retry-After (capped), else jitter under the ceiling.
         assert decision.wait >= 0.0
-        if outcome.retry_after is not None:
+        if outcome.retry_after is not None and not math.isnan(outcome.retry_after):
             assert decision.wait == min(max(outcome.retry_after, 0.0), policy.retry_after_cap)
         else:
             ceiling = backoff_ceiling(policy.initial_backoff, policy.max_backoff, sent)

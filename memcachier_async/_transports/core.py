@@ -35,6 +35,7 @@ with made-up outcomes and a made-up clock.
 
 from __future__ import annotations
 
+import math
 import random as _random
 import threading
 from collections.abc import Awaitable, Callable
@@ -284,7 +285,7 @@ class RetryCall:
             return self._finish(outcome, GiveUp("final"))
         if self.attempts >= policy.max_attempts:
             return self._finish(outcome, GiveUp("attempts", reason))
-        if outcome.retry_after is not None:
+        if outcome.retry_after is not None and not math.isnan(outcome.retry_after):
             wait = min(max(outcome.retry_after, 0.0), policy.retry_after_cap)
         else:
             ceiling = backoff_ceiling(policy.initial_backoff, policy.max_backoff, self.attempts)
