@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import functools
-import ipaddress
 import logging
 import os
+import ssl
 import time
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -26,7 +27,7 @@ from ._errors import (
     UnknownCredentialError,
 )
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
-from ._stack import DEFAULT_LIMITS, DEFAULT_TIMEOUT, Stack, build_stack
+from ._stack import DEFAULT_LIMITS, DEFAULT_TIMEOUT, CertTypes, Stack, build_stack, is_loopback
 from ._transports.body import (
     DEFAULT_MAX_RESPONSE_SIZE,
     network_abort,
@@ -53,21 +54,14 @@ logger = logging.getLogger("memcachier_async")
 DEFAULT_BASE_URL = "https://analytics.memcachier.com/api/v1"
 USER_AGENT = f"memcachier-async/{__version__}"
 
-_LOOPBACK_NAMES = frozenset({"localhost"})
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
 
 @functools.lru_cache(maxsize=64)  # a fan-out builds thousands of clients on one base URL
 def _check_base_url(base_url: str) -> str:
-    url = httpx.URL(base_url)
+    # No message here quotes base_url whole: it may hold a password.
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL:
+        raise ValueError("base_url is not a valid URL") from None
     if url.userinfo:
         # Not echoed: the URL holds a password. With credentials in the URL,
         # httpx would send those instead of the client's own.
@@ -78,16 +72,16 @@ def _check_base_url(base_url: str) -> str:
     if url.scheme == "https":
         pass
     elif url.scheme == "http":
-        if not _is_loopback(url.host):
+        if not is_loopback(url.host):
             raise ValueError(
                 f"refusing plain http:// to {url.host!r}: Basic auth would cross the "
                 "network in clear text. Use https://, or http:// to a loopback address "
                 "(127.0.0.1, ::1, localhost) for a local emulator."
             )
     else:
-        raise ValueError(f"base_url must be an https:// URL, got {base_url!r}")
+        raise ValueError(f"base_url must be an https:// URL, not {url.scheme[:20]!r}://")
     if url.query or url.fragment:
-        raise ValueError(f"base_url must not have a query or fragment: {base_url!r}")
+        raise ValueError("base_url must not have a query or fragment")
     return str(url).rstrip("/")
 
 
@@ -116,18 +110,44 @@ def _check_identity(username: str, password: str, cache_id: int | None) -> None:
         raise TypeError("username and password must be str")
     if not username:
         raise ValueError("username must not be empty")
+    if ":" in username:
+        # RFC 7617: the server splits user-pass at the first colon.
+        raise ValueError("username must not contain ':' (Basic auth splits there)")
     if cache_id is not None and (type(cache_id) is not int or not 0 <= cache_id < ID_LIMIT):
         # The range the login answer is held to (ids are database keys).
         raise ValueError("cache_id must be a non-negative int below 2**63")
 
 
-def _auth_headers(username: str, password: str) -> dict[str, str]:
+_RESERVED_HEADERS = frozenset({"authorization", "host", "content-length", "transfer-encoding"})
+
+
+def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError("headers must map str to str")
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"headers must not set {name!r}: the SDK sets it")
+        found[name] = value
+    return found
+
+
+def _auth_headers(
+    username: str, password: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Every request's headers: ours, the user's ``extra`` over them, the credentials.
+
+    ``Accept-Encoding`` names only what the SDK inflates within the size
+    limit (httpx would add br and zstd when their packages are installed).
+    """
     token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-    return {
-        "Authorization": f"Basic {token}",
-        "Accept": "application/json",
-        "User-Agent": USER_AGENT,
-    }
+    headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+    headers["User-Agent"] = USER_AGENT
+    for name, value in (extra or {}).items():
+        for known in [k for k in headers if k.lower() == name.lower()]:
+            del headers[known]
+        headers[name] = value
+    return {"Authorization": f"Basic {token}", **headers}
 
 
 def _secrets(authorization: str) -> tuple[str, ...]:
@@ -175,7 +195,14 @@ class AsyncAnalytics:
     :data:`DEFAULT_TIMEOUT`), closed by :meth:`aclose`.
     ``http_backend="aiohttp"`` (asyncio only, the ``aiohttp`` extra) sends
     its requests with aiohttp instead of httpcore: much less CPU per call.
-    ``limits`` sizes the connection pool of the client's own transport.
+    ``limits`` sizes the connection pool of the client's own transport;
+    ``verify`` (``True``, a CA bundle path, ``False`` or an
+    ``ssl.SSLContext``), ``cert`` (a client certificate) and ``proxy`` set
+    its TLS and proxy, keeping its pool and retries. Only an ``https://``
+    base URL beyond loopback goes through a proxy (``proxy``, else
+    HTTPS_PROXY/ALL_PROXY), in a CONNECT tunnel; loopback and ``http://``
+    are always reached directly. ``headers`` are sent with every request
+    (they may replace ``User-Agent`` and ``Accept``, never the credentials).
 
     ``max_response_size`` bounds a success body in bytes, counted as they
     arrive, compressed on the wire and decompressed (default
@@ -204,9 +231,14 @@ class AsyncAnalytics:
         http_backend: Literal["httpx", "aiohttp"] = "httpx",
         limits: httpx.Limits | None = None,
         max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        proxy: str | httpx.URL | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         _check_identity(username, password, cache_id)
         max_response_size = _check_max_response_size(max_response_size)
+        extra_headers = _check_headers(headers)
         base_url = _check_base_url(base_url)
         stack = build_stack(
             base_url=base_url,
@@ -216,6 +248,9 @@ class AsyncAnalytics:
             http_backend=http_backend,
             limits=limits,
             timeout=timeout,
+            verify=verify,
+            cert=cert,
+            proxy=proxy,
         )
         self._setup(
             username,
@@ -225,6 +260,7 @@ class AsyncAnalytics:
             stack,
             owns_client=stack.owned,
             max_response_size=max_response_size,
+            headers=extra_headers,
         )
 
     def _setup(
@@ -237,12 +273,13 @@ class AsyncAnalytics:
         *,
         owns_client: bool,
         max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._max_response_size = max_response_size
         self._username = username
         self._base_url = base_url
         # Built once: the only place the password lives after __init__.
-        self._headers = _auth_headers(username, password)
+        self._headers = _auth_headers(username, password, headers)
         self._http = stack.client
         self._owns_client = owns_client
         self._direct = stack.sender(self._headers)

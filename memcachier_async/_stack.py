@@ -12,6 +12,9 @@ thing everywhere and a combination is refused the same way everywhere::
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import ssl
 import urllib.request
 from collections.abc import Mapping
 from typing import Literal
@@ -23,7 +26,7 @@ from ._transports.direct import DirectSender, SharedParts
 from ._transports.pool import PoolTransport
 from ._transports.retry import RetryPolicy, RetryTransport
 
-__all__ = ["DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "Stack", "build_stack"]
+__all__ = ["DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "CertTypes", "Stack", "build_stack", "is_loopback"]
 
 #: 5 s to connect, 30 s to read, write or wait for a pooled connection.
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -33,6 +36,28 @@ DEFAULT_LIMITS = httpx.Limits(
 )
 
 Backend = Literal["httpx", "aiohttp"]
+#: A client certificate: its file, (certificate, key) or (certificate, key, password).
+CertTypes = str | tuple[str, str] | tuple[str, str, str]
+
+_LOOPBACK_V4 = ipaddress.ip_network("127.0.0.0/8")
+_LOOPBACK_V6 = ipaddress.ip_address("::1")
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, ``127.0.0.0/8`` or ``::1``: nothing else.
+
+    Not ``*.localhost``: a resolver may send those names to DNS (RFC 6761
+    only asks it not to), and then they are anyone's.
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return address in _LOOPBACK_V4
+    return address == _LOOPBACK_V6
 
 
 @attrs.frozen(eq=False)
@@ -64,6 +89,9 @@ def check_stack_arguments(
     retry: RetryPolicy | None,
     http_backend: Backend = "httpx",
     limits: httpx.Limits | None = None,
+    verify: ssl.SSLContext | str | bool = True,
+    cert: CertTypes | None = None,
+    proxy: str | httpx.URL | None = None,
 ) -> None:
     """Refuse the combinations that could not mean what they say (``ValueError``)."""
     if http_client is not None and transport is not None:
@@ -75,6 +103,11 @@ def check_stack_arguments(
         raise ValueError("http_backend chooses the client's own transport: not with ours")
     if limits is not None and theirs:
         raise ValueError("limits size the client's own transport: not with ours")
+    if (verify is not True or cert is not None or proxy is not None) and theirs:
+        raise ValueError(
+            "verify, cert and proxy configure the client's own transport: "
+            "set them on your http_client or transport instead"
+        )
     if http_client is not None and retry is not None and retry.max_attempts > 1:
         raise ValueError(
             "retry= applies to the client's own transport; with http_client, wrap "
@@ -91,12 +124,16 @@ def build_stack(
     http_backend: Backend = "httpx",
     limits: httpx.Limits | None = None,
     timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
+    verify: ssl.SSLContext | str | bool = True,
+    cert: CertTypes | None = None,
+    proxy: str | httpx.URL | None = None,
 ) -> Stack:
     """The stack for these arguments (checked with :func:`check_stack_arguments`).
 
     A given ``http_client`` is used as it is. Otherwise the stack is the
     given ``transport`` or one of ours (``http_backend``, sized by
-    ``limits``, through the environment's proxy for ``base_url``), under a
+    ``limits``, with ``verify``/``cert``, through ``proxy`` or the
+    environment's proxy where :func:`proxy_for` allows one), under a
     :class:`RetryTransport` with ``retry`` (a ``RetryPolicy()`` of its own by
     default; a given ``RetryTransport`` is not wrapped twice).
     """
@@ -106,12 +143,21 @@ def build_stack(
         retry=retry,
         http_backend=http_backend,
         limits=limits,
+        verify=verify,
+        cert=cert,
+        proxy=proxy,
     )
     if http_client is not None:
+        _check_client_route(http_client, base_url)
         return Stack(http_client, owned=False)
     limits = DEFAULT_LIMITS if limits is None else limits
     if transport is None:
-        transport = _own_transport(http_backend, limits, _env_proxy(base_url))
+        transport = _own_transport(
+            http_backend,
+            limits,
+            proxy_for(base_url, None if proxy is None else str(proxy)),
+            ssl_context(verify, cert),
+        )
     if not isinstance(transport, RetryTransport) or retry is not None:
         transport = RetryTransport(transport, RetryPolicy() if retry is None else retry)
     client = httpx.AsyncClient(
@@ -121,22 +167,86 @@ def build_stack(
 
 
 def _own_transport(
-    backend: Backend, limits: httpx.Limits, proxy: str | None
+    backend: Backend, limits: httpx.Limits, proxy: str | None, context: ssl.SSLContext
 ) -> httpx.AsyncBaseTransport:
     if backend == "aiohttp":
         # Imported here: aiohttp is an optional extra.
         from ._transports.aiohttp import AiohttpTransport
 
-        return AiohttpTransport(limits=limits, proxy=proxy)
-    return PoolTransport(limits=limits, proxy=proxy)
+        return AiohttpTransport(limits=limits, proxy=proxy, verify=context)
+    return PoolTransport(limits=limits, proxy=proxy, verify=context)
 
 
-def _env_proxy(url: str) -> str | None:
-    # httpx reads HTTPS_PROXY/NO_PROXY only for a client without a transport;
-    # ours has one (the retry layer), so it reads them itself.
+def ssl_context(verify: ssl.SSLContext | str | bool, cert: CertTypes | None) -> ssl.SSLContext:
+    """The TLS context of the client's own transport.
+
+    ``verify=True``: the CA bundle httpx trusts (certifi, or SSL_CERT_FILE);
+    a path: that CA file (or directory); ``False``: no verification (a test
+    server only); an ``SSLContext``: used as it is (put a client certificate
+    into it rather than passing ``cert``).
+    """
+    if isinstance(verify, ssl.SSLContext):
+        if cert is not None:
+            raise ValueError("with verify=<SSLContext>, load the client certificate into it")
+        return verify
+    if isinstance(verify, bool):
+        context = httpx.create_ssl_context(verify=verify)
+    elif isinstance(verify, (str, os.PathLike)):
+        path = os.fspath(verify)
+        if os.path.isdir(path):
+            context = ssl.create_default_context(capath=path)
+        else:
+            context = ssl.create_default_context(cafile=path)
+    else:
+        raise TypeError("verify must be a bool, a CA bundle path or an ssl.SSLContext")
+    if isinstance(cert, str):
+        context.load_cert_chain(cert)
+    elif isinstance(cert, tuple) and len(cert) in (2, 3):
+        context.load_cert_chain(*cert)
+    elif cert is not None:
+        raise TypeError("cert must be a path, (certificate, key) or (certificate, key, password)")
+    return context
+
+
+def proxy_for(url: str, proxy: str | None = None) -> str | None:
+    """The proxy to reach ``url`` through: ``proxy``, else the environment's.
+
+    Only an ``https://`` origin beyond loopback ever goes through a proxy,
+    and then through a CONNECT tunnel: the proxy sees TLS, never the
+    ``Authorization`` header. A loopback origin is reached directly (as curl
+    and requests treat localhost), and so is an ``http://`` one (only
+    loopback is allowed): a proxy would read its Basic auth in clear text.
+    httpx reads HTTPS_PROXY/ALL_PROXY/NO_PROXY only for a client without a
+    transport; ours has one (the retry layer), so it reads them itself.
+    """
     parsed = httpx.URL(url)
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parsed.scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass(parsed.host):
+    if parsed.scheme != "https" or is_loopback(parsed.host):
         return None
+    if proxy is None:
+        proxies = urllib.request.getproxies()
+        proxy = proxies.get("https") or proxies.get("all")
+        if not proxy or urllib.request.proxy_bypass(parsed.host):
+            return None
     return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _check_client_route(http_client: httpx.AsyncClient, base_url: str) -> None:
+    """Refuse a user's client that would send an ``http://`` base URL through a proxy.
+
+    httpx mounts a proxy per URL pattern from HTTP_PROXY/ALL_PROXY (for a
+    client made with ``trust_env=True``, the default); it is asked through
+    its routing, which it exposes only privately.
+    """
+    if not base_url.startswith("http://"):
+        return
+    try:
+        route = http_client._transport_for_url(httpx.URL(base_url))
+    except AttributeError:  # pragma: no cover - an httpx without this internal
+        return
+    pool = getattr(route, "_pool", None)
+    if type(pool).__name__ in {"AsyncHTTPProxy", "AsyncSOCKSProxy"}:
+        raise ValueError(
+            "this http_client would send requests for an http:// base URL through a "
+            "proxy (HTTP_PROXY/ALL_PROXY), which would read the Basic auth in clear "
+            "text: create it with trust_env=False, or set NO_PROXY for the host"
+        )

@@ -194,6 +194,9 @@ FOREIGN_PRIVATE_OK = {
     # putting a path on a parsed origin gives what httpx's own parse gives.
     "_uri_reference",
     "_replace",  # a named tuple's documented copy-with method
+    # httpx's routing of a user's client (no public way to ask it): _stack.py
+    # refuses a client that would send an http:// base URL through a proxy.
+    "_transport_for_url",
 }
 
 

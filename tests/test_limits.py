@@ -443,9 +443,10 @@ async def test_reader_cuts_an_error_body_and_says_so() -> None:
 
 
 async def test_limits_page_example(capsys: pytest.CaptureFixture[str]) -> None:
-    """The limits page's example sets a 16 MiB bound and reports a body past it."""
+    """The limits page's examples: a 16 MiB bound that reports a body past it; transport options."""
     code = page_code("limits.md")
     assert code["api"]._max_response_size == 16 * MiB
+    assert code["corporate"]._headers["X-Team"] == "payments"
     body = gzip.compress(bytes(17 * MiB), compresslevel=1)
 
     def handler(request: httpx.Request) -> httpx.Response:

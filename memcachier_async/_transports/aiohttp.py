@@ -15,12 +15,14 @@ server (``ReadTimeout``, ``ReadError``, ``RemoteProtocolError``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ssl
 from typing import Any
 
 import httpx
 
 from .body import decoded_headers, read_body
+from .rules import PROGRESS_EXTENSION, Progress
 
 try:
     import aiohttp
@@ -64,6 +66,9 @@ def _map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportErr
         error = httpx.ConnectError(message, request=request)
     elif isinstance(exc, asyncio.TimeoutError):
         error = httpx.ReadTimeout(message, request=request)
+    elif isinstance(exc, aiohttp.ClientHttpProxyError):
+        # The proxy refused the CONNECT: nothing reached the server.
+        error = httpx.ProxyError(message, request=request)
     elif isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
         error = httpx.RemoteProtocolError(message, request=request)
     elif isinstance(exc, aiohttp.ClientResponseError):
@@ -72,6 +77,32 @@ def _map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportErr
     else:
         error = httpx.ReadError(message, request=request)
     return error
+
+
+# The attempt whose request the current task is sending (see _Connector).
+_PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar(
+    "memcachier_aiohttp_progress", default=None
+)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """Reports when a request leaves the pool's queue with a connection.
+
+    Until then nothing was sent, so a call whose deadline passes while it
+    waits is "not sent", not "outcome unknown" (see ``Progress``).
+    """
+
+    async def connect(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[aiohttp.tracing.Trace],
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        progress = _PROGRESS.get()
+        if progress is not None:
+            progress.queued = False
+        return connection
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -107,7 +138,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise RuntimeError(
                 'http_backend="aiohttp" runs on asyncio only; use the default backend under trio'
             ) from None
-        connector = aiohttp.TCPConnector(
+        connector = _Connector(
             limit=self._limits.max_connections or 0,
             limit_per_host=0,
             keepalive_timeout=self._limits.keepalive_expiry or 15.0,
@@ -120,6 +151,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        # aiohttp sends an idempotent request a second time, unasked, when a
+        # kept-alive connection turns out closed. Resending is the retry
+        # layer's decision (it counts attempts, waits, charges the budget),
+        # so requests on the wire must equal the attempts it records. There
+        # is no public switch; a test checks that this one still works.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         return self._session
 
     def _url(self, url: httpx.URL) -> yarl.URL:
@@ -139,6 +177,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             content = b"".join(request.stream)  # no exception, no async iteration
         else:
             content = await request.aread()
+        progress = request.extensions.get(PROGRESS_EXTENSION)
+        token = None
+        if isinstance(progress, Progress):
+            progress.queued = True
+            token = _PROGRESS.set(progress)
         try:
             async with session.request(
                 request.method,
@@ -160,6 +203,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     response.close()  # the rest is not downloaded: the connection goes
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise _map_error(exc, request) from exc
+        finally:
+            if token is not None:
+                _PROGRESS.reset(token)
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")

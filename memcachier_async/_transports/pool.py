@@ -33,6 +33,7 @@ import httpcore  # noqa: F401  # httpx imports it on its first transport: in the
 import httpx
 
 from .body import decoded_headers, network_abort, read_body
+from .rules import PROGRESS_EXTENSION
 
 __all__ = ["PoolTransport"]
 
@@ -134,6 +135,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
         for old in self._expired():
             with anyio.CancelScope(shield=True):
                 await old.aclose()
+        progress = request.extensions.get(PROGRESS_EXTENSION)
+        if progress is not None:
+            progress.queued = True
         slot = self._take()
         if slot is None:
             try:
@@ -143,6 +147,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 raise httpx.PoolTimeout(
                     "no connection became free within the pool timeout", request=request
                 ) from None
+        if progress is not None:
+            progress.queued = False
         try:
             response = await slot.handle_async_request(request)
             try:
@@ -159,6 +165,10 @@ class PoolTransport(httpx.AsyncBaseTransport):
             finally:
                 # A body not read to its end closes the connection.
                 await response.aclose()
+        except ssl.SSLError as exc:
+            # A TLS alert met while reading (a refused client certificate
+            # under TLS 1.3) comes out of anyio as a bare ssl.SSLError.
+            raise httpx.ReadError(f"{type(exc).__name__}: {exc}", request=request) from exc
         finally:
             if self._closed:
                 self._slots.discard(slot)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +38,13 @@ from memcachier_async._errors import Attempt, ResponseTooLargeError
 from . import core
 from .body import decoded_headers, network_abort, read_body, read_body_in_memory
 from .core import GiveUp, Outcome, RetryBudget, RetryCall, RetryEvent, RetryPolicy
-from .rules import ENDPOINT_EXTENSION, IDEMPOTENT_EXTENSION, parse_retry_after
+from .rules import (
+    ENDPOINT_EXTENSION,
+    IDEMPOTENT_EXTENSION,
+    PROGRESS_EXTENSION,
+    Progress,
+    parse_retry_after,
+)
 
 __all__ = [
     "ATTEMPTS_EXTENSION",
@@ -48,6 +55,7 @@ __all__ = [
     "RetryPolicy",
     "RetryTransport",
     "attempts_of",
+    "certificate_failure",
     "is_idempotent",
     "outcome_of",
     "reached_server",
@@ -70,6 +78,8 @@ _NOT_SENT: tuple[type[httpx.TransportError], ...] = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
     httpx.PoolTimeout,
+    # The proxy refused the CONNECT: the tunnel to the server never opened.
+    httpx.ProxyError,
 )
 # The request may have reached the server: safe to send again only when
 # repeating the call cannot do harm.
@@ -118,10 +128,26 @@ def outcome_of(result: httpx.Response | BaseException) -> Outcome:
         )
     return Outcome(
         failure=type(result).__name__,
-        transient=isinstance(result, (*_NOT_SENT, *_MAYBE_SENT)),
+        # A certificate that failed verification fails the same way next time.
+        transient=isinstance(result, (*_NOT_SENT, *_MAYBE_SENT))
+        and not certificate_failure(result),
         reached_server=reached_server(result),
         timeout=isinstance(result, httpx.TimeoutException),
     )
+
+
+def certificate_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a TLS certificate that failed verification."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # the chains httpx, httpcore and aiohttp build are short
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or isinstance(
+            getattr(seen, "certificate_error", None), ssl.SSLCertVerificationError
+        ):  # aiohttp keeps it on ClientConnectorCertificateError
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def retry_reason(result: httpx.Response | BaseException, *, idempotent: bool) -> str | None:
@@ -248,12 +274,13 @@ async def _send_once(
     policy: RetryPolicy,
 ) -> httpx.Response:
     timeout = _attempt_timeout(request.extensions.get("timeout"), remaining)
+    progress = Progress()
     attempt_request = httpx.Request(
         request.method,
         request.url,
         headers=request.headers,
         stream=request.stream,
-        extensions={**request.extensions, "timeout": timeout},
+        extensions={**request.extensions, "timeout": timeout, PROGRESS_EXTENSION: progress},
     )
     limit = math.inf if remaining is None else max(remaining, 0.0)
     with anyio.move_on_after(limit):
@@ -297,6 +324,13 @@ async def _send_once(
                 for k, v in response.extensions.items()
                 if k != "network_stream"
             },
+        )
+    if progress.queued:
+        # It never left the pool's queue: nothing was sent.
+        raise httpx.PoolTimeout(
+            f"the call's deadline of {policy.deadline} s passed while the request "
+            "waited for a connection",
+            request=request,
         )
     raise DeadlineExceeded(f"the call's deadline of {policy.deadline} s passed", request=request)
 

@@ -13,6 +13,8 @@ __all__ = [
     "ENDPOINT_EXTENSION",
     "IDEMPOTENT_EXTENSION",
     "MAX_RESPONSE_SIZE_EXTENSION",
+    "PROGRESS_EXTENSION",
+    "Progress",
     "backoff_ceiling",
     "parse_retry_after",
 ]
@@ -24,6 +26,24 @@ IDEMPOTENT_EXTENSION = "memcachier_idempotent"
 #: Request extension: the most bytes a success body may have (``None``: no
 #: bound), read by every transport as the body arrives (see ``body.py``).
 MAX_RESPONSE_SIZE_EXTENSION = "memcachier_max_response_size"
+#: Request extension the retry layer puts on each attempt: a :class:`Progress`.
+PROGRESS_EXTENSION = "memcachier_progress"
+
+
+class Progress:
+    """How far one attempt got, as its transport reports it.
+
+    ``queued`` is ``True`` while the request waits for a connection (in the
+    pool's queue, or connecting): nothing of it has been sent. The SDK's
+    transports set it to ``False`` once they hold a connection. ``None``: a
+    transport that does not say.
+    """
+
+    __slots__ = ("queued",)
+
+    def __init__(self) -> None:
+        self.queued: bool | None = None
+
 
 # Past 2**64 times the first wait, any max_backoff a policy can hold is smaller:
 # stop doubling there instead of overflowing a float (2.0 ** 1024 raises).
