@@ -34,7 +34,12 @@ RESPONSE = (
 
 
 class StatsServer:
-    """Answers each request after ``delay`` seconds; ``max_busy`` is the most at once."""
+    """Answers each request after ``delay`` seconds; ``max_busy`` is the most at once.
+
+    With ``gather`` set, the first requests are held until that many are in
+    flight together (once), so "N at once" does not depend on how fast a
+    loaded machine starts the client's tasks.
+    """
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
@@ -42,6 +47,8 @@ class StatsServer:
         self.max_busy = 0
         self.answered = 0
         self.base_url = ""
+        self.gather = 0
+        self._gathered = anyio.Event()
 
     async def handle(self, stream: anyio.abc.ByteStream) -> None:
         buffer = b""
@@ -54,6 +61,12 @@ class StatsServer:
                     self.busy += 1
                     self.max_busy = max(self.max_busy, self.busy)
                     try:
+                        if self.gather:
+                            if self.busy >= self.gather:
+                                self._gathered.set()
+                            # Bounded: a client that never sends that many fails the test, not CI.
+                            with anyio.move_on_after(10):
+                                await self._gathered.wait()
                         await anyio.sleep(self.delay)
                         await stream.send(RESPONSE)
                         self.answered += 1
@@ -136,6 +149,7 @@ async def test_concurrency_within_the_pool_never_waits_for_a_connection(
     server: StatsServer,
 ) -> None:
     """With concurrency = pool size, a tight pool timeout is never hit; above it, it is."""
+    server.gather = 8
     async with pooled_client(8, pool_timeout=0.005) as http:
         within = [
             r
