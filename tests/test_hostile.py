@@ -337,3 +337,61 @@ async def test_misbehaving_server_past_the_size_limit(
         for text in (str(got.error), got.error.body, repr(got.error)):
             assert token not in text
             assert "hostile-secret-pw" not in text
+
+
+@pytest.fixture(scope="session")
+def proxy_port() -> Iterator[int]:
+    """A second hostile server, used as the proxy: it records every request it gets."""
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "hostile_server.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdin is not None
+    port = int(process.stdout.readline())
+    try:
+        yield port
+    finally:
+        process.stdin.close()
+        process.wait(5)
+        process.stdout.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_a_recording_proxy_never_gets_the_credentials(
+    host: str,
+    backends: tuple[str, str],
+    hostile_port: int,
+    proxy_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY and ALL_PROXY set: a loopback http:// base URL is reached directly, and the
+    proxy records no Authorization header (none at all: nothing goes through it)."""
+    proxy = f"http://127.0.0.1:{proxy_port}"
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def proxied() -> list[dict[str, str]]:
+        async with httpx.AsyncClient(trust_env=False) as http:
+            return (await http.get(f"{proxy}/_requests")).json()  # type: ignore[no-any-return]
+
+    before = len(await proxied())
+    api = AsyncAnalytics(
+        "hostile-user",
+        "hostile-secret-pw",
+        cache_id=1,
+        base_url=f"http://{host}:{hostile_port}/extreme-valid",
+        retry=RetryPolicy.disabled(),
+        http_backend=backends[1],  # type: ignore[arg-type]
+    )
+    async with api:
+        await api.stats()
+    # Every request the proxy got, minus our own reads of its record.
+    seen = [r for r in (await proxied())[before:] if "/_requests" not in r["line"]]
+    assert [r for r in seen if "authorization" in r["headers"].lower()] == []
+    assert seen == []
