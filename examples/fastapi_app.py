@@ -13,7 +13,12 @@ The pattern:
   ``memcachier_async.watch`` and keeps the latest stats and insight;
 - handlers that only read what the poller kept: no API call, nothing that
   blocks, while serving a request. A slow or failing MemCachier API never
-  slows your endpoints down.
+  slows these endpoints down;
+- where a handler does call the API (``/cache/live``, ``/cache/credentials``),
+  it uses ``api.with_options(timeout=2.0)``: a 2 s deadline for that call,
+  on the same connection pool, login and retry budget as the poller's 30 s;
+- models returned as they are (``-> Stats``, ``-> Insight``,
+  ``-> list[Credential]``): FastAPI serialises and documents them.
 """
 
 from __future__ import annotations
@@ -27,7 +32,18 @@ import anyio
 from anyio.abc import TaskStatus
 from fastapi import FastAPI, HTTPException, Request
 
-from memcachier_async import AsyncAnalytics, Insight, PollResult, Stats, watch
+from memcachier_async import (
+    AsyncAnalytics,
+    Credential,
+    Insight,
+    MemcachierError,
+    PollResult,
+    Stats,
+    watch,
+)
+
+#: The deadline of an API call made while serving a request.
+REQUEST_DEADLINE = 2.0
 
 
 class CacheMonitor:
@@ -120,6 +136,40 @@ def create_app(
             "fullest_usage": fullest.usage if fullest else None,
             "updated": monitor.updated,
         }
+
+    @app.get("/cache/servers")
+    async def cache_servers(request: Request) -> Stats:
+        """Every server's stats from the latest poll, as the API sends them."""
+        monitor = monitor_of(request)
+        if monitor.stats is None:
+            raise HTTPException(503, detail=monitor.error or "no stats yet")
+        return monitor.stats
+
+    @app.get("/cache/insight/full")
+    async def cache_insight_full(request: Request) -> Insight:
+        """Every derived metric of the latest interval, per server and in total."""
+        monitor = monitor_of(request)
+        if monitor.insight is None:
+            raise HTTPException(503, detail=monitor.error or "no interval measured yet")
+        return monitor.insight
+
+    @app.get("/cache/live")
+    async def cache_live(request: Request) -> Stats:
+        """The stats now, read while serving: within a 2 s deadline, or 504."""
+        api = monitor_of(request).api.with_options(timeout=REQUEST_DEADLINE)
+        try:
+            return await api.stats()
+        except MemcachierError as error:
+            raise HTTPException(504, detail=f"cache stats unavailable: {error}") from error
+
+    @app.get("/cache/credentials")
+    async def cache_credentials(request: Request) -> list[Credential]:
+        """The cache's credentials (no passwords: the API never sends them here)."""
+        api = monitor_of(request).api.with_options(timeout=REQUEST_DEADLINE)
+        try:
+            return await api.list_credentials()
+        except MemcachierError as error:
+            raise HTTPException(504, detail=f"credentials unavailable: {error}") from error
 
     @app.get("/cache/insight")
     async def cache_insight(request: Request) -> dict[str, Any]:

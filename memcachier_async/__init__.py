@@ -31,6 +31,7 @@ from ._insight import (
     history_series,
     insight,
 )
+from ._logs import setup_from_env as _setup_logging_from_env
 from ._models import (
     Capabilities,
     Credential,
@@ -40,6 +41,8 @@ from ._models import (
     Stats,
 )
 from ._poll import Poller, PollResult, PollRound, watch
+from ._serialize import to_dict, to_json
+from ._transports.hooks import RequestEvent, add_hooks, remove_hooks
 from ._transports.retry import RetryBudget, RetryEvent, RetryPolicy, RetryTransport
 from ._version import __version__
 
@@ -72,6 +75,7 @@ __all__ = [
     "Poller",
     "ProcessedStats",
     "RateLimitError",
+    "RequestEvent",
     "ResponseTooLargeError",
     "RetryBudget",
     "RetryEvent",
@@ -84,8 +88,14 @@ __all__ = [
     "TransportError",
     "UnknownCredentialError",
     "__version__",
+    "add_hooks",
     "fan_out",
     "history_series",
     "insight",
+    "remove_hooks",
+    "to_dict",
+    "to_json",
     "watch",
 ]
+
+_setup_logging_from_env()

@@ -9,10 +9,11 @@ import os
 import ssl
 import time
 from collections.abc import Mapping
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Literal, TypeVar
 
 import anyio
+import attrs
 import httpx
 
 from . import _protocol as p
@@ -28,6 +29,7 @@ from ._errors import (
 )
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
 from ._stack import DEFAULT_LIMITS, DEFAULT_TIMEOUT, CertTypes, Stack, build_stack, is_loopback
+from ._transports import hooks as _hooks
 from ._transports.body import (
     DEFAULT_MAX_RESPONSE_SIZE,
     network_abort,
@@ -35,7 +37,13 @@ from ._transports.body import (
     read_body_in_memory,
 )
 from ._transports.core import outcome_unknown
-from ._transports.retry import RetryPolicy, attempts_of, outcome_of
+from ._transports.retry import (
+    POLICY_EXTENSION,
+    RetryPolicy,
+    RetryTransport,
+    attempts_of,
+    outcome_of,
+)
 from ._version import __version__
 
 __all__ = [
@@ -171,6 +179,27 @@ def _check_max_response_size(value: int | None) -> int | None:
     return value
 
 
+class _Session:
+    """What a client and its :meth:`~AsyncAnalytics.with_options` views share: the login."""
+
+    __slots__ = ("cache_id", "lock")
+
+    def __init__(self, cache_id: int | None) -> None:
+        self.cache_id = cache_id
+        self.lock = anyio.Lock()
+
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+def _check_timeout(timeout: float) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    if not timeout > 0 or timeout == float("inf"):
+        raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
 def _credential_name(credential: str | Credential) -> str:
     if isinstance(credential, Credential):
         return credential.sasl_username
@@ -283,16 +312,25 @@ class AsyncAnalytics:
         self._http = stack.client
         self._owns_client = owns_client
         self._direct = stack.sender(self._headers)
-        self._cache_id = cache_id
-        self._login_lock = anyio.Lock()
+        self._retry_transport: RetryTransport | None = stack.retry
+        self._session = _Session(cache_id)
+        # Per-view options (with_options): a policy sent with each request,
+        # the whole call's deadline, extra headers.
+        self._policy: RetryPolicy | None = None
+        self._deadline: float | None = None
+        self._extra_headers: Mapping[str, str] = _NO_HEADERS
 
     @classmethod
     def from_env(cls, **overrides: Any) -> AsyncAnalytics:
         """A client from ``MEMCACHIER_USERNAME`` and ``MEMCACHIER_PASSWORD``.
 
-        Keyword arguments are passed on to the constructor and win over the
-        environment (``from_env(cache_id=42, base_url=...)``).
+        ``MEMCACHIER_BASE_URL``, when set, is the base URL (an emulator's,
+        say). Keyword arguments are passed on to the constructor and win over
+        the environment (``from_env(cache_id=42, base_url=...)``).
         """
+        base_url = os.environ.get("MEMCACHIER_BASE_URL")
+        if base_url and "base_url" not in overrides:
+            overrides["base_url"] = base_url
         for name, var in (("username", "MEMCACHIER_USERNAME"), ("password", "MEMCACHIER_PASSWORD")):
             if name not in overrides:
                 value = os.environ.get(var)
@@ -303,9 +341,62 @@ class AsyncAnalytics:
 
     def __repr__(self) -> str:
         return (
-            f"<AsyncAnalytics username={self._username!r} cache_id={self._cache_id!r} "
+            f"<AsyncAnalytics username={self._username!r} cache_id={self.cache_id!r} "
             f"base_url={self._base_url!r}>"
         )
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncAnalytics:
+        """A view of this client with other per-call options.
+
+        ::
+
+            fast = api.with_options(timeout=2.0)
+            stats = await fast.stats()
+
+        The view shares this client's connection pool, login (cache id) and
+        retry budget, costs no I/O to make, and can be used at the same time
+        as the client; closing it closes nothing. ``timeout`` bounds each
+        whole call (every attempt and wait); ``retry`` replaces the retry
+        policy (its ``budget`` is replaced by this client's); ``headers`` are
+        added to every request (not ``Authorization``). Options not given
+        are this client's.
+        """
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view._owns_client = False
+        if headers:
+            view._extra_headers = MappingProxyType(
+                {**self._extra_headers, **_check_headers(headers)}
+            )
+        if timeout is not None:
+            view._deadline = _check_timeout(timeout)
+        if retry is not None or timeout is not None:
+            view._policy = self._view_policy(retry, view._deadline)
+        return view
+
+    def _view_policy(self, retry: RetryPolicy | None, deadline: float | None) -> RetryPolicy | None:
+        base = self._retry_transport.policy if self._retry_transport is not None else None
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+        if base is None:
+            if retry is not None and retry.max_attempts > 1:
+                raise ValueError(
+                    "retry= applies to the client's own transport; with http_client, wrap "
+                    "its transport in RetryTransport(transport, policy) instead"
+                )
+            return None  # the deadline is kept by _bounded itself
+        policy = self._policy or base
+        if retry is not None:
+            policy = attrs.evolve(retry, budget=base.budget)
+        if deadline is not None:
+            policy = attrs.evolve(policy, deadline=deadline)
+        return policy
 
     @property
     def username(self) -> str:
@@ -318,7 +409,7 @@ class AsyncAnalytics:
     @property
     def cache_id(self) -> int | None:
         """The cache id, once known (given, or read by :meth:`login`)."""
-        return self._cache_id
+        return self._session.cache_id
 
     @property
     def http_client(self) -> httpx.AsyncClient:
@@ -350,6 +441,54 @@ class AsyncAnalytics:
         username: str | None = None,
         body: Any = None,
     ) -> T:
+        if _hooks.request_hooks:
+            return await self._observed(endpoint, username, body)
+        return await self._bounded(endpoint, username, body, None)
+
+    async def _observed(self, endpoint: p.Endpoint[T], username: str | None, body: Any) -> T:
+        """:meth:`_bounded`, then an ``on_request`` event for the hooks."""
+        seen: list[int] = []
+        outcome = "ok"
+        status: int | None = None
+        attempts = 0
+        started = time.perf_counter()
+        try:
+            result = await self._bounded(endpoint, username, body, seen)
+            status, attempts = seen
+            return result
+        except MemcachierError as error:
+            outcome = type(error).__name__
+            status = getattr(error, "status_code", None)
+            attempts = len(error.attempts)
+            raise
+        finally:
+            _hooks.emit_request(
+                _hooks.RequestEvent(
+                    endpoint=endpoint.name,
+                    method=endpoint.method,
+                    path=endpoint.path,
+                    outcome=outcome,
+                    status_code=status,
+                    duration=time.perf_counter() - started,
+                    attempts=attempts,
+                )
+            )
+
+    async def _bounded(
+        self, endpoint: p.Endpoint[T], username: str | None, body: Any, seen: list[int] | None
+    ) -> T:
+        if self._deadline is not None and self._policy is None:
+            # No retry layer of ours to keep the deadline (a given http_client).
+            with anyio.move_on_after(self._deadline):
+                return await self._call(endpoint, username, body, seen)
+            raise TransportError(
+                f"{endpoint.name}: the call's deadline of {self._deadline} s passed"
+            )
+        return await self._call(endpoint, username, body, seen)
+
+    async def _call(
+        self, endpoint: p.Endpoint[T], username: str | None, body: Any, seen: list[int] | None
+    ) -> T:
         cache_id = await self.login() if endpoint.needs_cache_id else None
         spec = p.build_request(
             endpoint,
@@ -359,6 +498,12 @@ class AsyncAnalytics:
             body=body,
             max_response_size=self._max_response_size,
         )
+        extensions = spec.extensions
+        if self._policy is not None:
+            extensions = {**extensions, POLICY_EXTENSION: self._policy}
+        headers = spec.headers
+        if self._extra_headers:
+            headers = {**self._extra_headers, **headers}
         started = time.perf_counter()
         try:
             if self._direct is not None and self._direct.usable():
@@ -366,16 +511,16 @@ class AsyncAnalytics:
                     spec.method,
                     spec.url,
                     content=spec.content,
-                    headers=spec.headers,
-                    extensions=spec.extensions,
+                    headers=headers,
+                    extensions=extensions,
                 )
             else:
                 request = self._http.build_request(
                     spec.method,
                     spec.url,
                     content=spec.content,
-                    headers={**self._headers, **spec.headers},
-                    extensions=dict(spec.extensions),
+                    headers={**self._headers, **headers},
+                    extensions=dict(extensions),
                 )
                 response, content = await self._read(request)
         except httpx.TransportError as exc:
@@ -404,6 +549,8 @@ class AsyncAnalytics:
         attempts = attempts_of(response) or (
             Attempt(1, response.status_code, time.perf_counter() - started),
         )
+        if seen is not None:
+            seen += (response.status_code, len(attempts))
         parse = functools.partial(
             p.parse_response,
             endpoint,
@@ -466,12 +613,30 @@ class AsyncAnalytics:
 
         Concurrent first calls share one request.
         """
-        if self._cache_id is not None:
-            return self._cache_id
-        async with self._login_lock:
-            if self._cache_id is None:
-                self._cache_id = await self._send(p.LOGIN)
-        return self._cache_id
+        session = self._session
+        if session.cache_id is not None:
+            return session.cache_id
+        async with session.lock:
+            if session.cache_id is None:
+                session.cache_id = await self._send(p.LOGIN)
+        return session.cache_id
+
+    async def request(self, method: str, path: str, *, json: Any = None) -> Any:
+        """An authenticated call to any path under the base URL; its JSON back.
+
+        ::
+
+            usage = await api.request("GET", "/{cache_id}/stats")
+
+        For endpoints the SDK does not model yet: the call goes through the
+        same login, retries (by method: GET, PUT and DELETE are retried after
+        a failure that may have reached the server; POST and PATCH are not),
+        deadline, size limits and error classes as the others. ``{cache_id}``
+        in ``path`` is filled in (logging in first if needed); ``json`` is
+        sent as the JSON body. Returns the decoded body (``None`` when empty).
+        """
+        endpoint = p.custom_endpoint(method, path)
+        return await self._send(endpoint, body=json)
 
     async def stats(self) -> Stats:
         """The stats of every server of the cache, keyed by ``"host:port"``."""

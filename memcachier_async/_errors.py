@@ -34,7 +34,8 @@ request headers would otherwise quote the ``Authorization`` value).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 
 import attrs
 
@@ -82,8 +83,18 @@ class MemcachierError(Exception):
     attempts: tuple[Attempt, ...] = ()
 
 
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
 class APIError(MemcachierError):
-    """The service answered, with a status that is not a success."""
+    """The service answered, with a status that is not a success.
+
+    ``headers`` are the response's headers (lower-case names, repeated
+    headers joined with ``", "``), without any that can carry a secret
+    (cookies, authorization).
+    """
+
+    headers: Mapping[str, str] = _NO_HEADERS
 
     def __init__(
         self,
@@ -239,6 +250,23 @@ def _summary(text: str) -> str:
     return flat
 
 
+# Response headers never copied into an error: they can carry a secret.
+_SECRET_HEADERS = frozenset(
+    {"set-cookie", "set-cookie2", "cookie", "authorization", "proxy-authorization"}
+)
+
+
+def public_headers(headers: Iterable[tuple[str, str]]) -> Mapping[str, str]:
+    """Response headers as a read-only mapping, without the secret-bearing ones."""
+    kept: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        if key in _SECRET_HEADERS:
+            continue
+        kept[key] = f"{kept[key]}, {value}" if key in kept else value
+    return MappingProxyType(kept)
+
+
 def api_error(
     *,
     status_code: int,
@@ -248,12 +276,37 @@ def api_error(
     text: str,
     retry_after: float | None,
     secrets: Sequence[str] = (),
+    headers: Iterable[tuple[str, str]] = (),
 ) -> APIError:
     """The exception for a non-2xx answer, with a message a person can act on.
 
     ``text`` is scrubbed of ``secrets`` (the request's credentials) and cut
-    to :data:`ERROR_BODY_LIMIT` characters before it is kept or quoted.
+    to :data:`ERROR_BODY_LIMIT` characters before it is kept or quoted;
+    ``headers`` are kept as :func:`public_headers`.
     """
+    error = _api_error(
+        status_code=status_code,
+        reason=reason,
+        method=method,
+        url=url,
+        text=text,
+        retry_after=retry_after,
+        secrets=secrets,
+    )
+    error.headers = public_headers(headers)
+    return error
+
+
+def _api_error(
+    *,
+    status_code: int,
+    reason: str,
+    method: str,
+    url: str,
+    text: str,
+    retry_after: float | None,
+    secrets: Sequence[str],
+) -> APIError:
     full = scrub(text, secrets)
     text = full[:ERROR_BODY_LIMIT]
     head = f"{status_code} {reason}".rstrip()

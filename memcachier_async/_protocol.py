@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 import attrs
 
-from ._convert import decode, sort_history
-from ._errors import api_error
+from ._convert import _loads, decode, sort_history
+from ._errors import DecodeError, api_error
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
 from ._transports.rules import (
     ENDPOINT_EXTENSION,
@@ -34,6 +34,7 @@ __all__ = [
     "Endpoint",
     "RequestSpec",
     "build_request",
+    "custom_endpoint",
     "parse_response",
     "parse_retry_after",
 ]
@@ -76,6 +77,9 @@ class Endpoint(Generic[T]):
     decode: Callable[[bytes, str], T] = attrs.field(repr=False)
     idempotent: bool = True
     json_body: bool = False
+    #: A path given by the caller (``request()``): only ``{cache_id}`` is filled
+    #: in, and a body is sent only when there is one.
+    raw_path: bool = False
 
     @property
     def needs_cache_id(self) -> bool:
@@ -134,6 +138,73 @@ ENDPOINTS: Mapping[str, Endpoint[Any]] = {
 }
 
 
+# --- any path: AsyncAnalytics.request() -------------------------------------------
+
+# Deeper JSON than this is not an answer of this API: refused before anyone walks it.
+MAX_JSON_DEPTH = 64
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _json_depth_ok(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def _any_json(body: bytes, endpoint: str) -> Any:
+    """Any JSON value (``None`` for an empty body), nesting bounded."""
+    if not body.strip():
+        return None
+    try:
+        value = _loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise DecodeError(
+            f"unexpected {endpoint} response: the body is not JSON ({exc.__class__.__name__})",
+            endpoint=endpoint,
+        ) from None
+    if not _json_depth_ok(value, MAX_JSON_DEPTH):
+        raise DecodeError(
+            f"unexpected {endpoint} response: JSON nested deeper than {MAX_JSON_DEPTH}",
+            endpoint=endpoint,
+        )
+    return value
+
+
+def custom_endpoint(method: str, path: str) -> Endpoint[Any]:
+    """The endpoint of ``request(method, path)``: any JSON back, idempotent by method.
+
+    ``path`` starts with ``/`` and stays under the base URL: no ``.`` or
+    ``..`` segment, no ``//``, backslash, fragment, whitespace or control
+    character. ``{cache_id}`` in it is filled in after login.
+    """
+    if not isinstance(method, str) or not isinstance(path, str):
+        raise TypeError("method and path must be str")
+    method = method.upper()
+    if not method or not _METHOD_CHARS.issuperset(method):
+        raise ValueError(f"invalid HTTP method: {method!r}")
+    route = path.partition("?")[0]
+    if not route.startswith("/") or route.startswith("//"):
+        raise ValueError(f"path must start with a single '/': {path!r}")
+    if any(c in path for c in "#\\") or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in path):
+        raise ValueError(f"path has a character it cannot have: {path!r}")
+    if any(segment in (".", "..") for segment in route.split("/")):
+        raise ValueError(f"path must not have '.' or '..' segments: {path!r}")
+    return Endpoint(
+        "request", method, path, _any_json, idempotent=method in _SAFE_METHODS, raw_path=True
+    )
+
+
 @attrs.frozen
 class RequestSpec:
     """Everything needed to send one call, independent of the HTTP client."""
@@ -180,6 +251,8 @@ def build_request(
     ``max_response_size`` bounds the success body (``None``: no bound); the
     transports read it from the request's extensions.
     """
+    if endpoint.raw_path:
+        return _raw_request(endpoint, base_url, cache_id, body, max_response_size)
     params: dict[str, object] = {}
     if endpoint.needs_cache_id:
         if cache_id is None:
@@ -197,6 +270,36 @@ def build_request(
     return RequestSpec(
         method=endpoint.method,
         url=base_url + endpoint.path.format_map(params),
+        content=content,
+        headers=headers,
+        extensions={
+            ENDPOINT_EXTENSION: endpoint.name,
+            IDEMPOTENT_EXTENSION: endpoint.idempotent,
+            MAX_RESPONSE_SIZE_EXTENSION: max_response_size,
+        },
+    )
+
+
+def _raw_request(
+    endpoint: Endpoint[Any],
+    base_url: str,
+    cache_id: int | None,
+    body: Any,
+    max_response_size: int | None,
+) -> RequestSpec:
+    path = endpoint.path
+    if endpoint.needs_cache_id:
+        if cache_id is None:
+            raise ValueError("this path needs a cache id")
+        path = path.replace("{cache_id}", str(cache_id))
+    content = None
+    headers = _NO_HEADERS
+    if body is not None:
+        content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        headers = _JSON_HEADERS
+    return RequestSpec(
+        method=endpoint.method,
+        url=base_url + path,
         content=content,
         headers=headers,
         extensions={
@@ -245,4 +348,11 @@ def parse_response(
         text=error_text(body),
         retry_after=parse_retry_after(headers.get("retry-after")),
         secrets=secrets,
+        headers=_header_pairs(headers),
     )
+
+
+def _header_pairs(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    # Every value of a repeated header (httpx.Headers keeps them all).
+    multi = getattr(headers, "multi_items", None)
+    return list(multi()) if callable(multi) else list(headers.items())

@@ -16,7 +16,7 @@ import ipaddress
 import os
 import ssl
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import attrs
@@ -26,7 +26,15 @@ from ._transports.direct import DirectSender, SharedParts
 from ._transports.pool import PoolTransport
 from ._transports.retry import RetryPolicy, RetryTransport
 
-__all__ = ["DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "CertTypes", "Stack", "build_stack", "is_loopback"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "CertTypes",
+    "Stack",
+    "build_stack",
+    "is_loopback",
+    "set_mock",
+]
 
 #: 5 s to connect, 30 s to read, write or wait for a pooled connection.
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -60,6 +68,20 @@ def is_loopback(host: str) -> bool:
     return address == _LOOPBACK_V6
 
 
+MockFactory = Callable[[str], "httpx.AsyncBaseTransport | None"]
+# Pushed by memcachier_async.testing.mock_api(): given a stack's base URL, the
+# transport to use instead of ours (or None to leave that stack alone).
+_mocks: list[MockFactory] = []
+
+
+def set_mock(factory: MockFactory | None) -> None:
+    """Push a mock transport factory (or pop the latest with ``None``)."""
+    if factory is None:
+        _mocks.pop()
+    else:
+        _mocks.append(factory)
+
+
 @attrs.frozen(eq=False)
 class Stack:
     """An ``httpx.AsyncClient`` to send with, and whether its builder closes it.
@@ -71,6 +93,9 @@ class Stack:
     client: httpx.AsyncClient
     owned: bool
     parts: SharedParts | None = None
+    #: The retry layer the SDK put under ``client`` (``None`` for a given client):
+    #: ``with_options`` hands it per-call policies.
+    retry: RetryTransport | None = None
 
     def sender(self, headers: Mapping[str, str]) -> DirectSender | None:
         """A direct sender for one set of credentials, if the client is the SDK's."""
@@ -151,6 +176,8 @@ def build_stack(
         _check_client_route(http_client, base_url)
         return Stack(http_client, owned=False)
     limits = DEFAULT_LIMITS if limits is None else limits
+    if transport is None and _mocks:
+        transport = _mocks[-1](base_url)
     if transport is None:
         transport = _own_transport(
             http_backend,
@@ -163,7 +190,7 @@ def build_stack(
     client = httpx.AsyncClient(
         transport=transport, timeout=timeout, limits=limits, follow_redirects=False
     )
-    return Stack(client, owned=True, parts=SharedParts(client, transport))
+    return Stack(client, owned=True, parts=SharedParts(client, transport), retry=transport)
 
 
 def _own_transport(

@@ -217,3 +217,10 @@ def test_the_capacity_figure_is_the_measured_one() -> None:
     assert measured[1] == round(measured[0] * 30, -2)
     assert headline((ROOT / "README.md").read_text()) == measured
     assert headline((ROOT / "docs" / "exporter.md").read_text()) == measured
+
+
+def test_fastapi_handler_snippet_is_the_example() -> None:
+    """The FastAPI page's with_options handler is the one examples/fastapi_app.py serves."""
+    (snippet,) = named_blocks("fastapi.md", "handler-snippet")
+    example = (ROOT / "examples" / "fastapi_app.py").read_text()
+    assert snippet in example

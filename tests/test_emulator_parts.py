@@ -404,10 +404,14 @@ def test_public_surface_of_testing() -> None:
         "FaultPlan",
         "Faults",
         "MemcachedServer",
+        "MockAPI",
+        "RequestRecord",
         "ServerUnavailable",
         "SimulatedServer",
         "StatsSource",
         "Traffic",
+        "instant_retries",
+        "mock_api",
     }
 
 

@@ -39,3 +39,10 @@ async def test_fault_example(capsys: pytest.CaptureFixture[str]) -> None:
 async def test_fixture_example(memcachier_emulator: Emulator) -> None:
     """The pytest fixture example passes with the plugin's memcachier_emulator fixture."""
     await section_code()["test_history_is_served"](memcachier_emulator)
+
+
+async def test_whole_test_switch_examples() -> None:
+    """The mock_api and instant_retries examples pass as written."""
+    code = section_code()
+    await code["test_app_reads_the_cache"]()
+    await code["test_an_outage_is_reported_without_waiting"]()

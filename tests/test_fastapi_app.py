@@ -1,4 +1,9 @@
-"""examples/fastapi_app.py: one client per process, a background poller, read-only handlers."""
+"""examples/fastapi_app.py: one client per process, a background poller, read-only handlers.
+
+The app runs as in production, its client made by ``AsyncAnalytics.from_env()``
+in the lifespan, under ``mock_api()`` (so that client talks to an in-process
+emulator) and ``instant_retries()`` (so retries cost no time).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,8 @@ import anyio
 import httpx
 import pytest
 
-from memcachier_async import AsyncAnalytics, RetryPolicy
-from memcachier_async.testing import Emulator
+from memcachier_async import to_dict
+from memcachier_async.testing import Emulator, FaultPlan, Faults, instant_retries, mock_api
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +41,7 @@ def example() -> ModuleType:
 
 @pytest.fixture
 def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """The emulator every client of the app talks to, with instant retries."""
     # Every stats answer comes 10 s after the previous one, with traffic in
     # between: each poll covers a busy interval however fast the test runs.
     # That clock runs far ahead of the wall time between polls, which
@@ -47,22 +53,18 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
         emulator.drive_traffic(200)
         return float(next(ticks))
 
-    emulator = Emulator(clock=clock, history_interval=3600)
-    yield emulator
+    emulator = Emulator(clock=clock, history_interval=3600, faults=FaultPlan())
+    # Any credentials: mock_api() makes them the emulator's.
+    monkeypatch.setenv("MEMCACHIER_USERNAME", "dashboard")
+    monkeypatch.setenv("MEMCACHIER_PASSWORD", "not-a-real-password")
+    monkeypatch.delenv("MEMCACHIER_BASE_URL", raising=False)
+    with mock_api(emulator), instant_retries():
+        yield emulator
     emulator.close()
 
 
-class Clients:
-    """A make_client that counts the clients it built and keeps them for checks."""
-
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
-        self.made: list[AsyncAnalytics] = []
-
-    def __call__(self) -> AsyncAnalytics:
-        api = self.emulator.client(retry=RetryPolicy.disabled())
-        self.made.append(api)
-        return api
+def logins(emulator: Emulator) -> int:
+    return sum(1 for r in emulator.requests if r.endpoint == "login")
 
 
 async def wait_for(condition: Callable[[], bool]) -> None:
@@ -81,8 +83,7 @@ async def test_endpoints_serve_what_the_poller_keeps(
     example: ModuleType, emulator: Emulator
 ) -> None:
     """/cache/stats and /cache/insight answer from the background poller's latest round."""
-    clients = Clients(emulator)
-    app = example.create_app(clients, interval=0.01)
+    app = example.create_app(interval=0.01)
     async with app.router.lifespan_context(app):
         monitor = app.state.monitor
         assert monitor.rounds >= 1  # started once the first round was in
@@ -100,12 +101,12 @@ async def test_endpoints_serve_what_the_poller_keeps(
         assert 0 <= data["hit_rate"] <= 1
         assert data["memory_limit"] == sum(s.stats(0)["limit_maxbytes"] for s in servers)
         assert (await get(app, "/healthz")).json()["ok"] is True
-    assert len(clients.made) == 1  # one client for the process, not one per request
+    assert logins(emulator) == 1  # one client for the process, not one per request
 
 
 async def test_handlers_never_call_the_api(example: ModuleType, emulator: Emulator) -> None:
     """Requests are served from memory: the API sees only the poller's calls."""
-    app = example.create_app(Clients(emulator), interval=3600)
+    app = example.create_app(interval=3600)
     async with app.router.lifespan_context(app):
         assert emulator.calls["stats"] == 1  # the first round, before serving
         for _ in range(5):
@@ -126,12 +127,11 @@ async def test_shutdown_closes_the_client_and_stops_the_poller(
     example: ModuleType, emulator: Emulator
 ) -> None:
     """Leaving the lifespan cancels the poller task and closes the one client."""
-    clients = Clients(emulator)
-    app = example.create_app(clients, interval=0.01)
+    app = example.create_app(interval=0.01)
     async with app.router.lifespan_context(app):
         monitor = app.state.monitor
         assert monitor.running
-        (api,) = clients.made
+        api = monitor.api
         assert not api.http_client.is_closed
     assert not monitor.running
     assert api.http_client.is_closed
@@ -145,7 +145,7 @@ async def test_a_failing_api_degrades_the_endpoints_not_the_app(
 ) -> None:
     """When the cache cannot be read, /healthz and /cache/stats say 503 with the reason."""
     emulator.cache.active = False  # "No cache found." on every call
-    app = example.create_app(Clients(emulator), interval=3600)
+    app = example.create_app(interval=3600)
     async with app.router.lifespan_context(app):
         health = await get(app, "/healthz")
         assert health.status_code == 503
@@ -159,3 +159,49 @@ def test_module_app_reads_credentials_only_at_startup(
     """Importing the example (as uvicorn does) needs no credentials: the client is made in the lifespan."""
     monkeypatch.delenv("MEMCACHIER_USERNAME", raising=False)
     assert example.app.title == "Cache dashboard"
+
+
+async def test_models_are_returned_as_they_are(example: ModuleType, emulator: Emulator) -> None:
+    """/cache/servers is the polled Stats and /cache/insight/full the Insight, serialised by FastAPI."""
+    app = example.create_app(interval=0.01)
+    async with app.router.lifespan_context(app):
+        monitor = app.state.monitor
+        await wait_for(lambda: monitor.insight is not None)
+        servers = await get(app, "/cache/servers")
+        assert servers.status_code == 200
+        assert servers.json() == to_dict(monitor.stats)
+        full = (await get(app, "/cache/insight/full")).json()
+        assert set(full["servers"]) == {s.name for s in emulator.cache.servers}
+        assert full["seconds"] > 0
+        schema = (await get(app, "/openapi.json")).json()
+    documented = schema["paths"]["/cache/servers"]["get"]["responses"]["200"]
+    assert "get_hits" in str(documented)
+
+
+async def test_live_calls_use_a_short_deadline_on_the_shared_client(
+    example: ModuleType, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/cache/live reads now through with_options: same login and pool, its own deadline."""
+    app = example.create_app(interval=3600)
+    async with app.router.lifespan_context(app):
+        live = await get(app, "/cache/live")
+        assert live.status_code == 200
+        assert set(live.json()) == {s.name for s in emulator.cache.servers}
+        credentials = (await get(app, "/cache/credentials")).json()
+        assert "dashboard" in {c["sasl_username"] for c in credentials}
+        assert all("sasl_password" not in c for c in credentials)
+        assert logins(emulator) == 1  # the view shares the poller's login
+
+        # A 503 is retried (instantly, under instant_retries) and the caller never sees it.
+        assert emulator.faults is not None
+        emulator.faults.script("stats", "unavailable")
+        assert (await get(app, "/cache/live")).status_code == 200
+        statuses = [r.status for r in emulator.requests if r.endpoint == "stats"]
+        assert statuses[-2:] == [503, 200]
+
+        # An API slower than the deadline: 504 from the handler, the poller untouched.
+        monkeypatch.setattr(example, "REQUEST_DEADLINE", 0.05)
+        emulator.faults = FaultPlan(stats=Faults(latency=1.0, delay=1.0))
+        slow = await get(app, "/cache/live")
+        assert slow.status_code == 504
+        assert "deadline" in slow.json()["detail"]

@@ -43,6 +43,8 @@ def test_core_names_are_exported() -> None:
         "ServerStats",
         "Stats",
         "TransportError",
+        "to_dict",
+        "to_json",
     }
     assert expected <= set(memcachier_async.__all__)
 

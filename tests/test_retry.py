@@ -661,8 +661,8 @@ async def test_api_errors_carry_attempts_without_retry(router: respx.MockRouter)
 async def test_each_retry_is_logged_and_hooked_without_credentials(
     router: respx.MockRouter, fake: FakeTime, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Every retry: one WARNING on memcachier_async and one on_retry event with attempt, reason and wait."""
-    caplog.set_level(logging.WARNING, logger="memcachier_async")
+    """Every retry: one INFO record on memcachier_async and one on_retry event with attempt, reason and wait."""
+    caplog.set_level(logging.INFO, logger="memcachier_async")
     events: list[RetryEvent] = []
     router.get("/14/stats").mock(
         side_effect=[
@@ -682,7 +682,7 @@ async def test_each_retry_is_logged_and_hooked_without_credentials(
     assert all(e.endpoint == "stats" and e.method == "GET" and e.idempotent for e in events)
     assert events[0].url == f"{BASE}/14/stats"
     records = [r for r in caplog.records if r.name == "memcachier_async"]
-    assert [r.levelno for r in records] == [logging.WARNING] * 2
+    assert [r.levelno for r in records] == [logging.INFO] * 2
     first, second = (r.getMessage() for r in records)
     assert "attempt 1 of 4" in first
     assert "503" in first

@@ -15,6 +15,7 @@ from memcachier_async import (
     ServerError,
     ServerStats,
     Stats,
+    to_json,
 )
 
 
@@ -45,3 +46,9 @@ async def types(api: AsyncAnalytics) -> None:
     except ServerError as exc:
         assert_type(exc.servers, tuple[str, ...])
         assert_type(exc.status_code, int)
+        assert_type(exc.headers["x-trace"], str)
+    view = api.with_options(timeout=2.0, headers={"X-Request-Id": "r"})
+    assert_type(view, AsyncAnalytics)
+    assert_type(await view.stats(), Stats)
+    assert_type(to_json(stats), bytes)
+    assert_type(to_json(new, include_secrets=True), bytes)

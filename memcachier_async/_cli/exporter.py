@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector
 from memcachier_async._client import AsyncAnalytics
 from memcachier_async._poll import PollResult, watch
 from memcachier_async._version import __version__
+from memcachier_async.contrib.prometheus import ClientMetrics
 
 from .httpd import Request, Response, serve_http, text
 from .metrics import METRICS_CONTENT_TYPE, ExporterState, StatsCollector, render
@@ -177,6 +178,9 @@ class Exporter:
         self.registry.register(_SelfCollector(self))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
+        # The exporter's own calls: retries and latency (contrib.prometheus),
+        # counted while it polls or serves.
+        self.client_metrics = ClientMetrics(self.registry)
         self.rounds = 0
 
     @property
@@ -216,9 +220,10 @@ class Exporter:
             timeout=self.timeout,
             concurrency=self.concurrency,
         )
-        async with poller:
-            async for done in poller:
-                self._record(done.results, anyio.current_time() - done.due)
+        with self.client_metrics:
+            async with poller:
+                async for done in poller:
+                    self._record(done.results, anyio.current_time() - done.due)
 
     # --- routes ------------------------------------------------------------------
 
@@ -290,6 +295,7 @@ class Exporter:
     @contextlib.asynccontextmanager
     async def serve(self, host: str = "127.0.0.1", port: int = 9151) -> AsyncIterator[str]:
         """Serve the routes over HTTP (in this event loop) while the block runs; yields the root."""
-        async with serve_http(self.handle, host, port) as bound:
-            shown = f"[{host}]" if ":" in host else host
-            yield f"http://{shown}:{bound}/"
+        with self.client_metrics:  # probes call the API while serving
+            async with serve_http(self.handle, host, port) as bound:
+                shown = f"[{host}]" if ":" in host else host
+                yield f"http://{shown}:{bound}/"

@@ -17,8 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from memcachier_async import to_dict
 from memcachier_async._insight import Insight, MemoryUsage, ProcessedStats, ServerMemory
-from memcachier_async._models import Capabilities, Credential, NewCredential, ServerStats, Stats
+from memcachier_async._models import Capabilities, Credential, ServerStats, Stats
 
 __all__ = [
     "DASH",
@@ -144,21 +145,13 @@ def server_stats_json(stats: ServerStats) -> dict[str, int]:
 
 
 def _memory_json(memory: MemoryUsage) -> dict[str, Any]:
-    return attrs.asdict(memory)
+    value: dict[str, Any] = to_dict(memory)
+    return value
 
 
 def insight_json(change: Insight) -> dict[str, Any]:
-    return {
-        "start": _when(change.start),
-        "end": _when(change.end),
-        "seconds": change.seconds,
-        "total": attrs.asdict(change.total),
-        "servers": {name: attrs.asdict(p) for name, p in change.servers.items()},
-        "new_servers": list(change.new_servers),
-        "vanished_servers": list(change.vanished_servers),
-        "clock_steps": list(change.clock_steps),
-        "resets": {name: list(fields) for name, fields in change.resets.items()},
-    }
+    value: dict[str, Any] = to_dict(change)
+    return value
 
 
 def stats_json(
@@ -177,14 +170,13 @@ def stats_json(
 
 def credential_json(credential: Credential) -> dict[str, Any]:
     """A credential; a new one carries its password (shown this once)."""
-    value = {a.name: getattr(credential, a.name) for a in attrs.fields(Credential)}
-    if isinstance(credential, NewCredential):
-        value["sasl_password"] = credential.sasl_password
+    value: dict[str, Any] = to_dict(credential, include_secrets=True)
     return value
 
 
 def capabilities_json(capabilities: Capabilities) -> dict[str, bool]:
-    return attrs.asdict(capabilities)
+    value: dict[str, bool] = to_dict(capabilities)
+    return value
 
 
 # --- stats -----------------------------------------------------------------------
@@ -385,7 +377,7 @@ def history_json(cache: str, series: Sequence[Insight]) -> dict[str, Any]:
                 "start": _when(point.start),
                 "end": _when(point.end),
                 "seconds": point.seconds,
-                **attrs.asdict(point.total),
+                **to_dict(point.total),
             }
             for point in series
         ],

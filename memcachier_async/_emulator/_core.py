@@ -11,7 +11,7 @@ import os
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
+import attrs
 
 from . import _http as h
 from ._faults import NO_FAULT, Fault, FaultPlan
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
     from memcachier_async._client import AsyncAnalytics
 
-__all__ = ["Emulator"]
+__all__ = ["Emulator", "RequestRecord"]
 
 T = TypeVar("T")
 
@@ -42,6 +43,23 @@ _FIRST_MEMCACHIER_ID = 11
 _FIRST_CREDENTIAL_ID = 40
 
 _PROXY_STATUS = {"bad_gateway": 502, "unavailable": 503, "gateway_timeout": 504}
+# The request log keeps this many of the latest requests: a long-running
+# emulator (the CLI's) must not grow without bound.
+_REQUEST_LOG_SIZE = 10_000
+
+
+@attrs.frozen
+class RequestRecord:
+    """One request the emulator answered: ``status`` is ``None`` when the
+    connection was dropped instead; ``time`` is Unix seconds (``time.time()``)
+    when the answer was ready; ``endpoint`` is ``None`` for a path the API
+    does not have."""
+
+    method: str
+    path: str
+    status: int | None
+    time: float
+    endpoint: str | None
 
 
 class Emulator:
@@ -105,6 +123,8 @@ class Emulator:
         self._last_sample: float | None = None  # clock time of the latest sample
         #: Calls received, by endpoint name (``"stats"``), faults included.
         self.calls: Counter[str] = Counter()
+        #: The latest requests answered, oldest first (see :class:`RequestRecord`).
+        self.requests: deque[RequestRecord] = deque(maxlen=_REQUEST_LOG_SIZE)
         self._store = Store(database) if database is not None else None
         if self._store is not None and self._load():
             return
@@ -421,6 +441,21 @@ class Emulator:
     ) -> h.Reply | h.Drop:
         """The answer to one request (or a :class:`Drop` of the connection)."""
         route = h.route(method, raw_path)
+        reply = await self._answer(route, authorization, body)
+        record = RequestRecord(
+            method=method,
+            path=raw_path.partition("?")[0],
+            status=reply.status if isinstance(reply, h.Reply) else None,
+            time=time.time(),
+            endpoint=None if isinstance(route, h.Reply) else route.endpoint,
+        )
+        with self._lock:
+            self.requests.append(record)
+        return reply
+
+    async def _answer(
+        self, route: h.Route | h.Reply, authorization: str | None, body: bytes
+    ) -> h.Reply | h.Drop:
         if isinstance(route, h.Reply):
             # Auth comes first on every request, even one to no endpoint.
             with self._lock:

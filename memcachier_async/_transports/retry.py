@@ -31,11 +31,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
+import attrs
 import httpx
 
 from memcachier_async._errors import Attempt, ResponseTooLargeError
 
 from . import core
+from . import hooks as _hooks
+from . import otel as _otel
 from .body import decoded_headers, network_abort, read_body, read_body_in_memory
 from .core import GiveUp, Outcome, RetryBudget, RetryCall, RetryEvent, RetryPolicy
 from .rules import (
@@ -48,6 +51,7 @@ from .rules import (
 
 __all__ = [
     "ATTEMPTS_EXTENSION",
+    "POLICY_EXTENSION",
     "RETRIES_EXTENSION",
     "DeadlineExceeded",
     "RetryBudget",
@@ -60,6 +64,7 @@ __all__ = [
     "outcome_of",
     "reached_server",
     "retry_reason",
+    "set_instant_retries",
 ]
 
 logger = logging.getLogger("memcachier_async")
@@ -68,6 +73,9 @@ logger = logging.getLogger("memcachier_async")
 ATTEMPTS_EXTENSION = "memcachier_attempts"
 #: Response extension: how many retries the call took (``0``: first try).
 RETRIES_EXTENSION = "memcachier_retries"
+#: Request extension: a :class:`RetryPolicy` for this call instead of the transport's
+#: (``AsyncAnalytics.with_options(retry=..., timeout=...)``).
+POLICY_EXTENSION = "memcachier_retry_policy"
 # Set on a raised httpx exception; read with attempts_of().
 _ATTEMPTS_ATTR = "memcachier_attempts"
 
@@ -194,6 +202,41 @@ def _attempt_timeout(
     return shrunk
 
 
+# --- the test switch (memcachier_async.testing.instant_retries) -------------
+
+# ``None``: policies as given. Otherwise the cap on attempts (``0``: the
+# policy's own max_attempts) while a test runs with instant retries.
+_instant: int | None = None
+
+
+def set_instant_retries(max_attempts: int | None) -> int | None:
+    """Turn instant retries on (``0`` keeps each policy's max_attempts, ``n``
+    caps it) or off (``None``); returns the previous setting, to restore it.
+
+    Meant for tests, through :func:`memcachier_async.testing.instant_retries`.
+    """
+    global _instant
+    previous, _instant = _instant, max_attempts
+    return previous
+
+
+def _for_tests(policy: RetryPolicy) -> RetryPolicy:
+    # Every wait zero, Retry-After included; no budget, so how many retries a
+    # call gets depends on max_attempts alone, not on the tests before it.
+    cap = _instant
+    if cap is None:
+        return policy
+    attempts = min(policy.max_attempts, cap) if cap else policy.max_attempts
+    return attrs.evolve(
+        policy,
+        max_attempts=attempts,
+        initial_backoff=0.0,
+        max_backoff=0.0,
+        retry_after_cap=0.0,
+        budget=None,
+    )
+
+
 class RetryTransport(httpx.AsyncBaseTransport):
     """An httpx transport that retries another one according to a policy.
 
@@ -225,7 +268,19 @@ class RetryTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        policy, clock = self._policy, self._policy.clock
+        policy = request.extensions.get(POLICY_EXTENSION)
+        if not isinstance(policy, RetryPolicy):
+            policy = self._policy  # with_options() sends its own
+        if _instant is not None:
+            policy = _for_tests(policy)
+        if _otel.ENABLED:
+            # One span around the attempts: a retried call is one trace.
+            with _otel.call_span(request.method, _endpoint_name(request.extensions)):
+                return await self._call(request, policy)
+        return await self._call(request, policy)  # pragma: no cover - without opentelemetry
+
+    async def _call(self, request: httpx.Request, policy: RetryPolicy) -> httpx.Response:
+        clock = policy.clock
         call = RetryCall(policy, idempotent=is_idempotent(request), now=clock())
         if policy.max_attempts > 1:
             # A streamed request body can be sent once; buffered, it can be sent again.
@@ -251,7 +306,9 @@ async def _attempt(
     """Send once and read the whole body; the response or the failure, recorded."""
     clock = call.policy.clock
     try:
-        response = await _send_once(inner, request, call.remaining(clock()), call.policy)
+        response = await _send_once(
+            inner, request, call.remaining(clock()), call.policy, call.attempts - 1
+        )
     except httpx.TransportError as exc:
         attempts.append(Attempt(call.attempts, type(exc).__name__, clock() - call.start))
         return exc
@@ -272,15 +329,19 @@ async def _send_once(
     request: httpx.Request,
     remaining: float | None,
     policy: RetryPolicy,
+    resends: int = 0,
 ) -> httpx.Response:
     timeout = _attempt_timeout(request.extensions.get("timeout"), remaining)
     progress = Progress()
+    extensions = {**request.extensions, "timeout": timeout, PROGRESS_EXTENSION: progress}
+    if resends and _otel.ENABLED:
+        extensions = _otel.with_resend_count(extensions, resends)
     attempt_request = httpx.Request(
         request.method,
         request.url,
         headers=request.headers,
         stream=request.stream,
-        extensions={**request.extensions, "timeout": timeout, PROGRESS_EXTENSION: progress},
+        extensions=extensions,
     )
     limit = math.inf if remaining is None else max(remaining, 0.0)
     with anyio.move_on_after(limit):
@@ -351,7 +412,9 @@ def _announce(
         endpoint=_endpoint_name(request.extensions),
         idempotent=call.idempotent,
     )
-    logger.warning(
+    # INFO, not WARNING: a retry is the layer doing its job, and an app
+    # without logging configured would print every one on stderr.
+    logger.info(
         "retrying %s %s: attempt %d of %d failed (%s); waiting %.3f s",
         event.method,
         event.url,
@@ -362,6 +425,8 @@ def _announce(
     )
     if call.policy.on_retry is not None:
         call.policy.on_retry(event)
+    if _hooks.retry_hooks:
+        _hooks.emit_retry(event)
 
 
 def _finish(

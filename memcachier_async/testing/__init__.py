@@ -13,6 +13,13 @@ The testing layer: it may import the SDK, and the SDK never imports it.
     async with emulator.serve() as base_url:   # over TCP on loopback (uvicorn)
         ...
 
+    with mock_api() as emulator:               # every client of the app, emulated
+        ...
+    with instant_retries():                    # every retry waits zero
+        ...
+
+``emulator.requests`` logs each request answered (method, path, status, time).
+
 Serving over TCP and reading real memcached servers need the ``emulator``
 extra (``pip install 'memcachier-async[emulator]'``); the in-process
 transport needs only the SDK's own dependencies.
@@ -33,7 +40,7 @@ Where the API reference is silent, the emulator chooses (and its tests pin):
 - managing credentials needs only the API capability.
 """
 
-from memcachier_async._emulator._core import Emulator
+from memcachier_async._emulator._core import Emulator, RequestRecord
 from memcachier_async._emulator._faults import FAULT_KINDS, Fault, FaultPlan, Faults
 from memcachier_async._emulator._sources import (
     STATS_FIELDS,
@@ -44,6 +51,7 @@ from memcachier_async._emulator._sources import (
     Traffic,
 )
 from memcachier_async._emulator._state import EmulatedCache, EmulatedCredential
+from memcachier_async.testing._switches import MockAPI, instant_retries, mock_api
 
 __all__ = [
     "FAULT_KINDS",
@@ -55,8 +63,12 @@ __all__ = [
     "FaultPlan",
     "Faults",
     "MemcachedServer",
+    "MockAPI",
+    "RequestRecord",
     "ServerUnavailable",
     "SimulatedServer",
     "StatsSource",
     "Traffic",
+    "instant_retries",
+    "mock_api",
 ]

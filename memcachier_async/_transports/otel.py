@@ -1,0 +1,67 @@
+"""OpenTelemetry, when it is installed: one span per call, the attempts under it.
+
+opentelemetry-instrumentation-httpx makes a CLIENT span for each request an
+``httpx.AsyncHTTPTransport`` sends, that is, for each attempt. Without a
+parent they would be unrelated root spans. So the retry layer opens one
+INTERNAL span per call (``memcachier <endpoint>``) around its attempts:
+a retried call is one trace. And the attempt's span gets
+``http.request.resend_count`` (the semantic conventions' name) through
+httpcore's public ``trace`` request extension, which httpcore calls inside
+the attempt's span, the current span at that moment.
+
+Without ``opentelemetry-api`` (the ``otel`` extra) this module does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+__all__ = ["ENABLED", "call_span", "with_resend_count"]
+
+try:  # optional: the otel extra
+    from opentelemetry import trace as _trace
+except ImportError:  # pragma: no cover - exercised when opentelemetry is absent
+    _trace = None  # type: ignore[assignment]
+
+ENABLED = _trace is not None
+
+RESEND_COUNT = "http.request.resend_count"
+_TRACE_EXTENSION = "trace"
+
+
+@contextlib.contextmanager
+def call_span(method: str, endpoint: str | None) -> Iterator[None]:
+    """The span of one whole call (every attempt and wait), current while it runs."""
+    if _trace is None:  # pragma: no cover - without opentelemetry
+        yield
+        return
+    tracer = _trace.get_tracer("memcachier_async")
+    name = f"memcachier {endpoint or method}"
+    attributes = {"http.request.method": method}
+    if endpoint is not None:
+        attributes["memcachier.endpoint"] = endpoint
+    with tracer.start_as_current_span(name, kind=_trace.SpanKind.INTERNAL, attributes=attributes):
+        yield
+
+
+def with_resend_count(extensions: Mapping[str, Any], resends: int) -> dict[str, Any]:
+    """``extensions`` with a ``trace`` callback that tags the attempt's span
+    with ``http.request.resend_count`` (chaining a ``trace`` already there)."""
+    previous: Callable[[str, Mapping[str, Any]], Awaitable[None]] | None = extensions.get(
+        _TRACE_EXTENSION
+    )
+    tagged = False
+
+    async def tag(event: str, info: Mapping[str, Any]) -> None:
+        nonlocal tagged
+        if not tagged and _trace is not None:
+            tagged = True
+            span = _trace.get_current_span()
+            if span.is_recording():
+                span.set_attribute(RESEND_COUNT, resends)
+        if previous is not None:
+            await previous(event, info)
+
+    return {**extensions, _TRACE_EXTENSION: tag}
