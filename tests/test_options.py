@@ -271,3 +271,13 @@ async def test_the_client_page_examples(emulator: Emulator) -> None:
     assert emulator.calls["flush"] == 1
     assert document["servers"] == len(emulator.cache.servers)
     assert set(document["stats"]) == set(raw)
+
+
+async def test_request_bodies_obey_the_size_limit(router: respx.MockRouter) -> None:
+    """request() reads within max_response_size like every other call."""
+    from memcachier_async import ResponseTooLargeError
+
+    router.get("/7/big").respond(200, json={"padding": "x" * 1000})
+    async with AsyncAnalytics("u", "p", cache_id=7, max_response_size=100) as api:
+        with pytest.raises(ResponseTooLargeError):
+            await api.request("GET", "/{cache_id}/big")
