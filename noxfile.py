@@ -53,7 +53,7 @@ def lowest(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *session.posargs)
 
 
-# Every runtime extra (the test extra names cli, prometheus and aiohttp).
+# Every runtime extra (the test extra names cli, prometheus, aiohttp and otel).
 LOWEST_EXTRAS = ("test", "speedups")
 
 

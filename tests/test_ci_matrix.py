@@ -24,7 +24,7 @@ else:  # pragma: no cover - Python 3.10 only
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # Extras a user installs, and the test extra; lint and bench are tools, not promises.
-TESTED_EXTRAS = ("emulator", "cli", "prometheus", "aiohttp", "speedups", "test")
+TESTED_EXTRAS = ("emulator", "cli", "prometheus", "aiohttp", "speedups", "otel", "test")
 
 
 def declared_pythons() -> list[Version]:
