@@ -176,7 +176,7 @@ async def test_slow_subset_does_not_delay_the_rest() -> None:
     assert not hanging.keys() & failing.keys()
     fake = FakeCaches(hanging | failing)
     async with fan_out(
-        credentials(1000), stats_of, concurrency=50, deadline=4.0, transport=fake, retry=NO_RETRY
+        credentials(1000), stats_of, concurrency=50, deadline=8.0, transport=fake, retry=NO_RETRY
     ) as results:
         order = await collect(results)
     assert len(order) == 1000

@@ -11,7 +11,10 @@ certificate from a test CA made by trustme).
 from __future__ import annotations
 
 import base64
+import gc
 import ssl
+import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -309,17 +312,24 @@ async def test_client_certificate(
             cert=(str(cert_file), str(key_file)),
         ) as api:
             assert await api.list_credentials() == []
-        async with AsyncAnalytics(
-            "user",
-            PASSWORD,
-            cache_id=1,
-            base_url=url,
-            http_backend=backend,  # type: ignore[arg-type]
-            verify=client_context,
-            retry=RetryPolicy.disabled(),
-        ) as api:
-            with pytest.raises(TransportError):
-                await api.list_credentials()
+        with warnings.catch_warnings():
+            if backend == "aiohttp" and sys.version_info < (3, 11):
+                # Python 3.10's asyncio SSL transport is left unclosed after the
+                # server's handshake alert (sslproto was rewritten in 3.11);
+                # its ResourceWarning on collection is expected here.
+                warnings.simplefilter("ignore", ResourceWarning)
+            async with AsyncAnalytics(
+                "user",
+                PASSWORD,
+                cache_id=1,
+                base_url=url,
+                http_backend=backend,  # type: ignore[arg-type]
+                verify=client_context,
+                retry=RetryPolicy.disabled(),
+            ) as api:
+                with pytest.raises(TransportError):
+                    await api.list_credentials()
+            gc.collect()
         assert len(origin.heads) == 1
     finally:
         origin.close()

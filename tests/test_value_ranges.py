@@ -281,7 +281,9 @@ def test_a_big_decode_leaves_no_pile_of_young_objects() -> None:
     try:
         frozen = gc.get_freeze_count()
         again = _decode("history", body)
-        assert gc.get_freeze_count() == frozen
+        # Neither unfrozen (0) nor frozen again (more); frozen objects that die
+        # by reference count meanwhile may lower it a little.
+        assert 0 < gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
     assert len(decoded) == len(again) == 6000
