@@ -43,3 +43,37 @@ def test_rfc850_two_digit_year_is_the_latest_not_50_years_ahead(
 def test_rfc850_year_without_now_is_read_against_the_clock() -> None:
     """Without ``now`` the current year decides the century (a year in the past stays past)."""
     assert parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT") == _date(1994, 11, 6)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Thu, 31 Dec 2026 23:59:59 GMT", calendar.timegm((2026, 12, 31, 23, 59, 59))),
+        ("Sat, 28 Feb 2026 00:00:00 GMT", calendar.timegm((2026, 2, 28, 0, 0, 0))),
+        # A leap second counts as the last second of its minute.
+        ("Wed, 31 Dec 2008 23:59:60 GMT", calendar.timegm((2008, 12, 31, 23, 59, 59))),
+        ("Mon, 01 Jan 0001 00:00:00 GMT", calendar.timegm((1, 1, 1, 0, 0, 0))),
+    ],
+)
+def test_the_last_valid_hour_minute_second_day_and_the_first_year_are_read(
+    value: str, expected: int
+) -> None:
+    """23:59:59 (and a leap :60), the last day of a month and year 0001 are dates."""
+    assert parse_http_date(value) == float(expected)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Thu, 31 Dec 2026 24:00:00 GMT",
+        "Thu, 31 Dec 2026 23:60:00 GMT",
+        "Thu, 31 Dec 2026 23:59:61 GMT",
+        "Sun, 29 Feb 2026 00:00:00 GMT",
+        "Sun, 31 Nov 2026 00:00:00 GMT",
+        "Sun, 00 Nov 2026 00:00:00 GMT",
+        "Sat, 01 Jan 0000 00:00:00 GMT",
+    ],
+)
+def test_an_impossible_time_or_day_is_not_a_date(value: str) -> None:
+    """Hour 24, minute 60, second 61, 29 February of a common year, day 0 and year 0 are refused."""
+    assert parse_http_date(value) is None
