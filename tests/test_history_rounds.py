@@ -78,3 +78,22 @@ def test_baseline_reset_makes_the_next_snapshot_a_baseline_again() -> None:
     found = baseline.advance(Stats({"a:1": stats(30)}), 30.0, 30.0)
     assert found is not None
     assert found.total.get_rate == RATE
+
+
+def test_baseline_flags_a_clock_off_by_more_than_the_tolerance_over_instant_calls() -> None:
+    """With calls that take no time, a clock 5.3 s off over 10 s is a step (tolerance 5 s)."""
+    baseline = Baseline()
+    baseline.advance(Stats({"a:1": stats(0)}), 0.0, 0.0)
+    found = baseline.advance(Stats({"a:1": stats(10, offset=5.3)}), 10.0, 10.0)
+    assert found is not None
+    assert found.clock_steps == ("a:1",)
+
+
+def test_baseline_widens_the_tolerance_by_half_of_each_calls_length() -> None:
+    """Calls of 2 s each add 1 s + 1 s of slack: 6.5 s off passes, 7.5 s off is a step."""
+    for offset, stepped in ((6.5, ()), (7.5, ("a:1",))):
+        baseline = Baseline()
+        baseline.advance(Stats({"a:1": stats(1)}), 0.0, 2.0)
+        found = baseline.advance(Stats({"a:1": stats(11, offset=offset)}), 10.0, 12.0)
+        assert found is not None
+        assert found.clock_steps == stepped, offset
