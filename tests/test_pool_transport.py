@@ -128,8 +128,9 @@ async def test_waiting_past_the_pool_timeout_is_a_pool_timeout(server: Server) -
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.get, server.url + "/slow")
             await anyio.sleep(0.05)
-            with pytest.raises(httpx.PoolTimeout):
+            with pytest.raises(httpx.PoolTimeout, match="no connection became free") as info:
                 await client.get(server.url + "/")
+            assert info.value.request.url == server.url + "/"
         # The busy connection came back: the pool works again.
         assert (await client.get(server.url + "/")).status_code == 200
     assert server.connections == 1
@@ -278,3 +279,21 @@ async def test_idle_connections_beyond_max_keepalive_are_closed(server: Server) 
             while server.open > 1:  # noqa: ASYNC110 - the server's sockets close on their own
                 await anyio.sleep(0.01)
         assert server.connections == 3  # the kept one was reused
+
+
+async def test_a_request_waiting_when_the_pool_closes_is_refused() -> None:
+    """aclose() wakes a request waiting for a connection, and refuses new ones, with
+    "the transport is closed"."""
+    pool = PoolTransport(limits=_limits(1))
+    assert pool._take() is not None  # the only connection is in use
+    async with anyio.create_task_group() as tg:
+
+        async def wait() -> None:
+            with pytest.raises(RuntimeError, match="the transport is closed"):
+                await pool._wait()
+
+        tg.start_soon(wait)
+        await anyio.wait_all_tasks_blocked()
+        await pool.aclose()
+    with pytest.raises(RuntimeError, match="the transport is closed"):
+        await pool.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from memcachier_async import ServerError
+from memcachier_async import DecodeError, ServerError
 from memcachier_async._protocol import ENDPOINTS, parse_response
 
 
@@ -25,3 +25,19 @@ def test_an_error_body_of_invalid_utf8_keeps_its_readable_text() -> None:
         )
     assert info.value.status_code == 500
     assert info.value.body == "\ufffdbroken \ufffd"
+
+
+def test_a_bad_success_body_names_its_endpoint() -> None:
+    """A 200 whose body does not decode raises DecodeError naming the endpoint it answered."""
+    with pytest.raises(DecodeError) as info:
+        parse_response(
+            ENDPOINTS["login"],
+            status_code=200,
+            reason="OK",
+            headers={},
+            body=b"[]",
+            method="GET",
+            url="https://analytics.memcachier.com/api/v1/login",
+        )
+    assert info.value.endpoint == "login"
+    assert str(info.value).startswith("unexpected login response: ")
