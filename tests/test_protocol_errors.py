@@ -93,10 +93,13 @@ def test_an_error_carries_reason_retry_after_and_no_secret() -> None:
             lambda: build_request(
                 ENDPOINTS["delete_credential"], "https://x", cache_id=1, max_response_size=None
             ),
-            "delete_credential needs a credential username",
+            "^delete_credential needs a credential username$",
         ),
-        (lambda: path_segment(7), "a username must be a str, not int"),  # type: ignore[arg-type]
-        (lambda: path_segment("bob\x7f"), "invalid credential username: it contains control"),
+        (lambda: path_segment(7), "^a username must be a str, not int$"),  # type: ignore[arg-type]
+        (
+            lambda: path_segment("bob\x7f"),
+            "^invalid credential username: it contains control characters$",
+        ),
     ],
 )
 def test_a_request_that_cannot_be_built_says_why(call: Any, message: str) -> None:
