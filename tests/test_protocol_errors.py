@@ -87,7 +87,7 @@ def test_an_error_carries_reason_retry_after_and_no_secret() -> None:
     [
         (
             lambda: build_request(ENDPOINTS["stats"], "https://x", max_response_size=None),
-            "stats needs a cache id",
+            "^stats needs a cache id$",
         ),
         (
             lambda: build_request(
