@@ -128,7 +128,9 @@ async def test_waiting_past_the_pool_timeout_is_a_pool_timeout(server: Server) -
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.get, server.url + "/slow")
             await anyio.sleep(0.05)
-            with pytest.raises(httpx.PoolTimeout, match="no connection became free") as info:
+            with pytest.raises(
+                httpx.PoolTimeout, match=r"^no connection became free within the pool timeout$"
+            ) as info:
                 await client.get(server.url + "/")
             assert info.value.request.url == server.url + "/"
         # The busy connection came back: the pool works again.
@@ -289,11 +291,11 @@ async def test_a_request_waiting_when_the_pool_closes_is_refused() -> None:
     async with anyio.create_task_group() as tg:
 
         async def wait() -> None:
-            with pytest.raises(RuntimeError, match="the transport is closed"):
+            with pytest.raises(RuntimeError, match=r"^the transport is closed$"):
                 await pool._wait()
 
         tg.start_soon(wait)
         await anyio.wait_all_tasks_blocked()
         await pool.aclose()
-    with pytest.raises(RuntimeError, match="the transport is closed"):
+    with pytest.raises(RuntimeError, match=r"^the transport is closed$"):
         await pool.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
