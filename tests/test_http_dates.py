@@ -1,4 +1,4 @@
-"""HTTP-dates in Retry-After (RFC 9110, 5.6.7): RFC 850's two-digit years.
+"""Retry-After (RFC 9110): HTTP-dates (RFC 850's two-digit years, field bounds), delay-seconds.
 
 Written to kill mutants that survived ``nox -s mutation`` (tests/MUTATION.md).
 """
@@ -9,7 +9,7 @@ import calendar
 
 import pytest
 
-from memcachier_async._transports.rules import parse_http_date
+from memcachier_async._transports.rules import parse_http_date, parse_retry_after
 
 
 def _at(year: int) -> float:
@@ -77,3 +77,18 @@ def test_the_last_valid_hour_minute_second_day_and_the_first_year_are_read(
 def test_an_impossible_time_or_day_is_not_a_date(value: str) -> None:
     """Hour 24, minute 60, second 61, 29 February of a common year, day 0 and year 0 are refused."""
     assert parse_http_date(value) is None
+
+
+def test_delay_seconds_strip_spaces_and_tabs_only() -> None:
+    """Spaces and tabs around delay-seconds are optional whitespace; a newline is not."""
+    assert parse_retry_after(" \t7\t ") == 7.0
+    assert parse_retry_after("\n7") is None
+    assert parse_retry_after("7\r\n") is None
+
+
+def test_delay_seconds_keep_twelve_digits_and_cap_longer_ones() -> None:
+    """Twelve significant digits are read as they are; more are capped at 10**12."""
+    assert parse_retry_after("999999999999") == 999_999_999_999.0
+    assert parse_retry_after("0000999999999999") == 999_999_999_999.0
+    assert parse_retry_after("1000000000000") == 1e12
+    assert parse_retry_after("9" * 40) == 1e12
