@@ -97,3 +97,18 @@ def test_baseline_widens_the_tolerance_by_half_of_each_calls_length() -> None:
         found = baseline.advance(Stats({"a:1": stats(11, offset=offset)}), 10.0, 12.0)
         assert found is not None
         assert found.clock_steps == stepped, offset
+
+
+def test_baseline_keeps_a_stalled_servers_older_sample_and_its_wall_time() -> None:
+    """A server that sent the same sample again is compared from its older sample and
+    that sample's wall time: no false clock step, the full interval's rate."""
+    baseline = Baseline()
+    baseline.advance(Stats({"a:1": stats(0)}), 0.0, 0.0)
+    # The same sample again, decoded afresh (an equal, distinct object).
+    stalled = baseline.advance(Stats({"a:1": stats(0)}), 10.0, 10.0)
+    assert stalled is not None
+    assert stalled.stalled_servers == ("a:1",)
+    found = baseline.advance(Stats({"a:1": stats(20)}), 20.0, 20.0)
+    assert found is not None
+    assert found.clock_steps == ()
+    assert found.total.get_rate == RATE
