@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import os
 import socket
 import socketserver
 import struct
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -139,7 +141,26 @@ def _echo_headers(sock: socket.socket, request: bytes) -> None:
 
 
 def _bomb(encoding: str, inflated: int) -> bytes:
-    """``inflated`` bytes of JSON whitespace, compressed (about 1,000:1)."""
+    """``inflated`` bytes of JSON whitespace, compressed (about 1,000:1).
+
+    Compressing 1,000 MiB takes about 4.5 s, and every test session starts
+    two of these servers (CI runs five sessions): the bytes never change,
+    so they are kept in the temporary directory and made once per machine.
+    """
+    name = f"memcachier-hostile-{encoding}-{inflated}-zlib{zlib.ZLIB_RUNTIME_VERSION}.bin"
+    cached = Path(tempfile.gettempdir()) / name
+    with contextlib.suppress(OSError):
+        return cached.read_bytes()
+    body = _compress_whitespace(encoding, inflated)
+    with contextlib.suppress(OSError):
+        # Written aside and renamed: a server started meanwhile reads all or nothing.
+        partial = cached.with_suffix(f".{os.getpid()}.part")
+        partial.write_bytes(body)
+        os.replace(partial, cached)
+    return body
+
+
+def _compress_whitespace(encoding: str, inflated: int) -> bytes:
     block = b" " * MIB
     if encoding == "gzip":
         out = zlib.compressobj(9, zlib.DEFLATED, 31)
