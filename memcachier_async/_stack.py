@@ -17,7 +17,7 @@ import os
 import ssl
 import urllib.request
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 import httpx
@@ -25,6 +25,11 @@ import httpx
 from ._transports.direct import DirectSender, SharedParts
 from ._transports.pool import PoolTransport
 from ._transports.retry import RetryPolicy, RetryTransport
+
+if TYPE_CHECKING:
+    from ._transports.aiohttp import AiohttpSender, AiohttpTransport
+
+    Sender = DirectSender | AiohttpSender
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -96,10 +101,19 @@ class Stack:
     #: The retry layer the SDK put under ``client`` (``None`` for a given client):
     #: ``with_options`` hands it per-call policies.
     retry: RetryTransport | None = None
+    #: The aiohttp transport the SDK made for ``client`` (``http_backend="aiohttp"``):
+    #: its calls then skip httpx's models altogether (see ``aiohttp.AiohttpSender``).
+    aiohttp: AiohttpTransport | None = None
 
-    def sender(self, headers: Mapping[str, str]) -> DirectSender | None:
-        """A direct sender for one set of credentials, if the client is the SDK's."""
-        return None if self.parts is None else DirectSender(self.parts, headers)
+    def sender(self, headers: Mapping[str, str]) -> Sender | None:
+        """A sender for one set of credentials, if the client is the SDK's."""
+        if self.parts is None:
+            return None
+        if self.aiohttp is not None and self.retry is not None:
+            from ._transports.aiohttp import AiohttpSender
+
+            return AiohttpSender(self.parts, headers, self.retry, self.aiohttp)
+        return DirectSender(self.parts, headers)
 
     async def aclose(self) -> None:
         """Close the client if it was made here; a given one is its owner's."""
@@ -178,30 +192,31 @@ def build_stack(
     limits = DEFAULT_LIMITS if limits is None else limits
     if transport is None and _mocks:
         transport = _mocks[-1](base_url)
+    own_aiohttp: AiohttpTransport | None = None
     if transport is None:
-        transport = _own_transport(
-            http_backend,
-            limits,
-            proxy_for(base_url, None if proxy is None else str(proxy)),
-            ssl_context(verify, cert),
-        )
+        proxy_url = proxy_for(base_url, None if proxy is None else str(proxy))
+        context = ssl_context(verify, cert)
+        if http_backend == "aiohttp":
+            # Imported here: aiohttp is an optional extra.
+            from ._transports.aiohttp import AiohttpTransport
+
+            transport = own_aiohttp = AiohttpTransport(
+                limits=limits, proxy=proxy_url, verify=context
+            )
+        else:
+            transport = PoolTransport(limits=limits, proxy=proxy_url, verify=context)
     if not isinstance(transport, RetryTransport) or retry is not None:
         transport = RetryTransport(transport, RetryPolicy() if retry is None else retry)
     client = httpx.AsyncClient(
         transport=transport, timeout=timeout, limits=limits, follow_redirects=False
     )
-    return Stack(client, owned=True, parts=SharedParts(client, transport), retry=transport)
-
-
-def _own_transport(
-    backend: Backend, limits: httpx.Limits, proxy: str | None, context: ssl.SSLContext
-) -> httpx.AsyncBaseTransport:
-    if backend == "aiohttp":
-        # Imported here: aiohttp is an optional extra.
-        from ._transports.aiohttp import AiohttpTransport
-
-        return AiohttpTransport(limits=limits, proxy=proxy, verify=context)
-    return PoolTransport(limits=limits, proxy=proxy, verify=context)
+    return Stack(
+        client,
+        owned=True,
+        parts=SharedParts(client, transport),
+        retry=transport,
+        aiohttp=own_aiohttp,
+    )
 
 
 def ssl_context(verify: ssl.SSLContext | str | bool, cert: CertTypes | None) -> ssl.SSLContext:

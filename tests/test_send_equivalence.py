@@ -1,5 +1,7 @@
 """One meaning for every send: the SDK's direct send and ``client.send`` put the same
-bytes on the wire, whatever the user set on ``api.http_client``.
+bytes on the wire, whatever the user set on ``api.http_client``, on both backends
+(the default's direct sender, and the aiohttp backend's sender that skips httpx's
+models).
 
 A loopback HTTP/1.1 server records each raw request; every scenario runs
 twice on fresh clients, once as the SDK sends (direct when the client is as
@@ -85,6 +87,15 @@ async def serving() -> AsyncIterator[Recorder]:
 
 Setup = Callable[[AsyncAnalytics, Recorder], None]
 
+SENDERS = {"httpx": "DirectSender", "aiohttp": "AiohttpSender"}
+
+
+@pytest.fixture(params=["httpx", "aiohttp"])
+def backend(request: pytest.FixtureRequest, anyio_backend: str) -> str:
+    if request.param == "aiohttp" and anyio_backend == "trio":
+        pytest.skip("aiohttp runs on asyncio only")
+    return str(request.param)
+
 
 async def calls(api: AsyncAnalytics) -> list[str]:
     """A few calls of each kind: GET, PATCH with a body, POST, DELETE."""
@@ -161,7 +172,9 @@ def response_hook(api: AsyncAnalytics, server: Recorder) -> None:
         response_hook,
     ],
 )
-async def test_direct_and_client_send_put_the_same_bytes_on_the_wire(setup: Setup) -> None:
+async def test_direct_and_client_send_put_the_same_bytes_on_the_wire(
+    setup: Setup, backend: str
+) -> None:
     """Same scenario, SDK send vs httpx.AsyncClient.send: identical raw requests and outcomes."""
     seen: dict[str, tuple[list[bytes], list[str], dict[str, str]]] = {}
     async with serving() as server:
@@ -173,8 +186,10 @@ async def test_direct_and_client_send_put_the_same_bytes_on_the_wire(setup: Setu
                 cache_id=14,
                 base_url=f"http://127.0.0.1:{server.port}/api/v1",
                 retry=RetryPolicy.disabled(),
+                http_backend=backend,  # type: ignore[arg-type]
             )
             async with api:
+                assert type(api._direct).__name__ == SENDERS[backend]
                 if mode == "client.send":
                     api._direct = None  # the reference: every call through client.send
                 setup(api, server)
@@ -186,7 +201,7 @@ async def test_direct_and_client_send_put_the_same_bytes_on_the_wire(setup: Setu
     assert len(seen["sdk"][0]) == 5
 
 
-async def test_a_cookie_the_server_sets_is_sent_back() -> None:
+async def test_a_cookie_the_server_sets_is_sent_back(backend: str) -> None:
     """A load balancer's Set-Cookie is stored on the client and sent with the next call."""
     async with serving() as server:
         server.set_cookie = b"lb=backend-2; Path=/"
@@ -196,6 +211,7 @@ async def test_a_cookie_the_server_sets_is_sent_back() -> None:
             cache_id=14,
             base_url=f"http://127.0.0.1:{server.port}/api/v1",
             retry=RetryPolicy.disabled(),
+            http_backend=backend,  # type: ignore[arg-type]
         ) as api:
             await api.stats()
             await api.stats()

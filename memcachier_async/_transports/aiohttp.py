@@ -17,29 +17,49 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ssl
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 
-from .body import decoded_headers, read_body
-from .rules import PROGRESS_EXTENSION, Progress
+from memcachier_async._errors import Attempt, ResponseTooLargeError
+
+from . import otel as _otel
+from .body import Target, decoded_headers, read_body
+from .core import GiveUp, Outcome, RetryCall
+from .direct import SharedParts
+from .retry import (
+    Reply,
+    RetryTransport,
+    announce,
+    attempt_timeout,
+    deadline_error,
+    endpoint_name,
+    idempotent_call,
+    outcome_of,
+    policy_for,
+    public_url,
+    record_attempts,
+)
+from .rules import PROGRESS_EXTENSION, Progress, parse_retry_after
 
 try:
     import aiohttp
+    import multidict
     import yarl
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError(
         'http_backend="aiohttp" needs aiohttp: pip install "memcachier-async[aiohttp]"'
     ) from exc
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["AiohttpSender", "AiohttpTransport"]
 
 
 _TIMEOUTS: dict[tuple[float | None, float | None, float | None], aiohttp.ClientTimeout] = {}
 
 
-def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
-    timeout: dict[str, float | None] = request.extensions.get("timeout") or {}
+def _timeout(timeout: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts for httpx's (a request's ``timeout`` extension)."""
     pool, connect, read = timeout.get("pool"), timeout.get("connect"), timeout.get("read")
     found = _TIMEOUTS.get((pool, connect, read))
     if found is None:
@@ -56,7 +76,7 @@ def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
     return found
 
 
-def _map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+def _map_error(exc: BaseException, request: httpx.Request | None) -> httpx.TransportError:
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     error: httpx.TransportError
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -171,25 +191,33 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             found = self._urls[text] = yarl.URL(text, encoded=True)
         return found
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def exchange(
+        self,
+        method: str,
+        url: yarl.URL,
+        headers: Iterable[tuple[str, str]],
+        content: bytes | None,
+        timeout: aiohttp.ClientTimeout,
+        target: httpx.Request | Target,
+        progress: Progress | None,
+    ) -> tuple[aiohttp.ClientResponse, bytes]:
+        """Send once and read the body (bounded, decoded); the response, closed, and the body.
+
+        aiohttp's failures come out as the httpx exceptions of :func:`_map_error`.
+        """
         session = self._session or self._open()
-        if isinstance(request.stream, httpx.ByteStream):
-            content = b"".join(request.stream)  # no exception, no async iteration
-        else:
-            content = await request.aread()
-        progress = request.extensions.get(PROGRESS_EXTENSION)
         token = None
-        if isinstance(progress, Progress):
+        if progress is not None:
             progress.queued = True
             token = _PROGRESS.set(progress)
         try:
             async with session.request(
-                request.method,
-                self._url(request.url),
-                headers=request.headers.multi_items(),
+                method,
+                url,
+                headers=headers,
                 data=content or None,
                 allow_redirects=False,
-                timeout=_timeout(request),
+                timeout=timeout,
                 proxy=self._proxy,
             ) as response:
                 body, whole = await read_body(
@@ -197,15 +225,33 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     status_code=response.status,
                     content_encoding=response.headers.get("Content-Encoding"),
                     content_length=response.headers.get("Content-Length"),
-                    request=request,
+                    request=target,
                 )
                 if not whole:
                     response.close()  # the rest is not downloaded: the connection goes
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            request = target if isinstance(target, httpx.Request) else None
             raise _map_error(exc, request) from exc
         finally:
             if token is not None:
                 _PROGRESS.reset(token)
+        return response, body
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if isinstance(request.stream, httpx.ByteStream):
+            content = b"".join(request.stream)  # no exception, no async iteration
+        else:
+            content = await request.aread()
+        progress = request.extensions.get(PROGRESS_EXTENSION)
+        response, body = await self.exchange(
+            request.method,
+            self._url(request.url),
+            request.headers.multi_items(),
+            content,
+            _timeout(request.extensions.get("timeout") or {}),
+            request,
+            progress if isinstance(progress, Progress) else None,
+        )
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")
@@ -221,3 +267,225 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+# --- the SDK's own sender ---------------------------------------------------
+
+_DROPPED = frozenset({"content-encoding", "content-length"})
+_MAX_CACHED = 256
+_EMPTY_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _set_in_place(
+    pairs: list[tuple[str, str]], headers: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """``pairs`` with ``headers`` set as ``httpx.Headers.update`` sets them: a
+    header already there is replaced where it stands (its later duplicates
+    dropped), a new one goes at the end; names in lower case, as
+    ``httpx.Headers.multi_items()`` gives them."""
+    merged = list(pairs)
+    for name, value in headers.items():
+        key = name.lower()
+        found = [i for i, (other, _) in enumerate(merged) if other == key]
+        for i in reversed(found[1:]):
+            del merged[i]
+        if found:
+            merged[found[0]] = (key, value)
+        else:
+            merged.append((key, value))
+    return merged
+
+
+class _Route:
+    """One URL, prepared once: as aiohttp sends it (escaped as httpx escapes
+    it), for logs (no user info, no query), as httpx parses it, and the
+    header pairs of a request to it."""
+
+    __slots__ = ("pairs", "public", "url", "wire")
+
+    def __init__(
+        self, wire: yarl.URL, public: str, url: httpx.URL, pairs: list[tuple[str, str]]
+    ) -> None:
+        self.wire = wire
+        self.public = public
+        self.url = url
+        self.pairs = pairs
+
+
+class AiohttpSender:
+    """Sends the calls of one set of credentials on the aiohttp session of the SDK's own client.
+
+    What the direct sender, :class:`~.retry.RetryTransport` and
+    :class:`AiohttpTransport` do for a call, in one loop and with no httpx
+    model on the way: the retry rules of :class:`~.core.RetryCall`; one
+    aiohttp request per attempt, from header pairs merged once and a URL
+    parsed once; the body read once, through the size limit; the call's
+    deadline as aiohttp's ``total`` timeout of each attempt (one timer, no
+    cancel scope). The answer is a :class:`~.retry.Reply` and the body.
+
+    Used only while the client is as the SDK made it (``usable``);
+    ``tests/test_send_equivalence.py`` compares the bytes it puts on the
+    wire with those ``client.send`` puts there.
+    """
+
+    def __init__(
+        self,
+        parts: SharedParts,
+        headers: Mapping[str, str],
+        retry: RetryTransport,
+        transport: AiohttpTransport,
+    ) -> None:
+        self._parts = parts
+        self._retry = retry
+        self._transport = transport
+        self._pairs = parts.headers(headers).multi_items()
+        self._urls: dict[str, _Route] = {}
+
+    def usable(self) -> bool:
+        """Whether the client is still exactly as the SDK made it."""
+        return self._parts.usable()
+
+    def _route(self, url: str) -> _Route:
+        found = self._urls.get(url)
+        if found is None:
+            if len(self._urls) >= _MAX_CACHED:
+                self._urls.clear()
+            parsed = self._parts.url(url)
+            # The header pairs as an httpx.Request has them: Host first, as
+            # httpx names it (in lower case: multi_items() lowers every name).
+            host = ("host", parsed.netloc.decode("ascii"))
+            found = self._urls[url] = _Route(
+                self._transport._url(parsed), public_url(parsed), parsed, [host, *self._pairs]
+            )
+        return found
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        extensions: Mapping[str, Any],
+    ) -> tuple[Reply, bytes]:
+        """The answer and its decoded body, as the httpx stack would give them."""
+        policy = policy_for(extensions, self._retry.policy)
+        if _otel.ENABLED:
+            # One span around the attempts, as RetryTransport makes.
+            with _otel.call_span(method, endpoint_name(extensions)):
+                return await self._call(method, url, content, headers, extensions, policy)
+        return await self._call(  # pragma: no cover - without opentelemetry
+            method, url, content, headers, extensions, policy
+        )
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        extensions: Mapping[str, Any],
+        policy: Any,
+    ) -> tuple[Reply, bytes]:
+        route = self._route(url)
+        pairs = _set_in_place(route.pairs, headers) if headers else route.pairs
+        if content is not None:
+            # Last, as httpx.Request adds it for a body.
+            pairs = [*pairs, ("content-length", str(len(content)))]
+        elif method in _EMPTY_BODY_METHODS:
+            # Next to Host, as httpx.Request adds it for a body-less POST.
+            pairs = [pairs[0], ("content-length", "0"), *pairs[1:]]
+        public = route.public
+        target = Target(method, public, extensions)
+        clock = policy.clock
+        call = RetryCall(policy, idempotent=idempotent_call(method, extensions), now=clock())
+        attempts: list[Attempt] = []
+        while True:
+            result: tuple[aiohttp.ClientResponse, bytes] | httpx.TransportError
+            remaining = call.remaining(clock())
+            progress = Progress()
+            try:
+                result = await self._transport.exchange(
+                    method, route.wire, pairs, content, self._timeout(remaining), target, progress
+                )
+            except httpx.TransportError as exc:
+                if isinstance(exc, httpx.TimeoutException) and (
+                    (left := call.remaining(clock())) is not None and left <= 0
+                ):
+                    deadline = deadline_error(policy, queued=progress.queued, request=None)
+                    deadline.__cause__ = exc.__cause__
+                    exc = deadline
+                result = exc
+                attempts.append(Attempt(call.attempts, type(exc).__name__, clock() - call.start))
+                outcome = outcome_of(exc)
+            except (ResponseTooLargeError, httpx.DecodingError) as exc:
+                # Never retried: the next answer would be as large (or as broken).
+                attempts.append(Attempt(call.attempts, type(exc).__name__, clock() - call.start))
+                record_attempts(exc, tuple(attempts))
+                raise
+            else:
+                status = result[0].status
+                attempts.append(Attempt(call.attempts, status, clock() - call.start))
+                retry_after = result[0].headers.get("Retry-After")
+                outcome = Outcome.response(status, parse_retry_after(retry_after))
+            decision = call.attempt_done(outcome, now=clock())
+            if isinstance(decision, GiveUp):
+                break
+            announce(
+                call,
+                method,
+                public,
+                endpoint_name(extensions),
+                decision,
+                elapsed=clock() - call.start,
+            )
+            await policy.sleep(decision.wait)
+            if call.resend(now=clock()) is not None:
+                break
+        if isinstance(result, BaseException):
+            record_attempts(result, tuple(attempts))
+            raise result
+        return self._reply(method, route.url, result[0], tuple(attempts)), result[1]
+
+    def _timeout(self, remaining: float | None) -> aiohttp.ClientTimeout:
+        timeouts = self._parts.timeout_dict
+        if remaining is None:
+            return _timeout(timeouts)
+        shrunk = attempt_timeout(timeouts, remaining)
+        pool, connect = shrunk["pool"], shrunk["connect"]
+        return aiohttp.ClientTimeout(
+            # The whole attempt, body included: the call's deadline.
+            total=max(remaining, 0.001),
+            connect=None if pool is None or connect is None else pool + connect,
+            sock_connect=connect,
+            sock_read=shrunk["read"],
+        )
+
+    def _reply(
+        self,
+        method: str,
+        url: httpx.URL,
+        response: aiohttp.ClientResponse,
+        attempts: tuple[Attempt, ...],
+    ) -> Reply:
+        headers: Mapping[str, str] = response.headers
+        if "Content-Encoding" in headers:
+            # Decoded by read_body: its headers go, as the httpx stack drops them.
+            headers = multidict.CIMultiDictProxy(
+                multidict.CIMultiDict(
+                    (k, v) for k, v in response.headers.items() if k.lower() not in _DROPPED
+                )
+            )
+        status = response.status
+        if "Set-Cookie" in headers:
+            # As client.send does: a load balancer's sticky cookie is kept
+            # (and, the jar no longer empty, later calls go through the client).
+            self._parts.client.cookies.extract_cookies(
+                httpx.Response(
+                    status,
+                    headers=list(response.raw_headers),
+                    request=httpx.Request(method, url),
+                )
+            )
+        reason = response.reason or httpx.codes.get_reason_phrase(status)
+        return Reply(status, reason, headers, attempts)

@@ -45,6 +45,7 @@ from .rules import MAX_RESPONSE_SIZE_EXTENSION
 __all__ = [
     "DEFAULT_MAX_RESPONSE_SIZE",
     "ERROR_BODY_READ_LIMIT",
+    "Target",
     "decoded_headers",
     "max_response_size",
     "network_abort",
@@ -68,7 +69,23 @@ _MAX_CODINGS = 3
 _SUPPORTED = frozenset({"gzip", "x-gzip", "deflate"})
 
 
-def max_response_size(request: httpx.Request) -> int | None:
+class Target:
+    """What a body is read for, when there is no ``httpx.Request``: the SDK's
+    aiohttp sender (see ``aiohttp.py``) reads for a plain call.
+
+    ``url`` has no user info and no query (it goes into error messages);
+    ``extensions`` holds the size limit as a request's would.
+    """
+
+    __slots__ = ("extensions", "method", "url")
+
+    def __init__(self, method: str, url: str, extensions: Mapping[str, Any]) -> None:
+        self.method = method
+        self.url = url
+        self.extensions = extensions
+
+
+def max_response_size(request: httpx.Request | Target) -> int | None:
     """The request's bound on a success body (``None``: unbounded, by explicit choice)."""
     extensions = request.extensions
     if MAX_RESPONSE_SIZE_EXTENSION not in extensions:
@@ -148,8 +165,10 @@ def _finish(inflaters: list[_Inflater]) -> Iterator[bytes]:
         yield from _through(inflaters[i + 1 :], inflater.finish())
 
 
-def too_large(request: httpx.Request, limit: int) -> ResponseTooLargeError:
-    url = request.url.copy_with(username=None, password=None, query=None)
+def too_large(request: httpx.Request | Target, limit: int) -> ResponseTooLargeError:
+    url = request.url
+    if isinstance(url, httpx.URL):
+        url = url.copy_with(username=None, password=None, query=None)
     return ResponseTooLargeError(
         f"the response to {request.method} {url} is larger than the limit of "
         f"{limit:,} bytes (max_response_size); reading stopped there",
@@ -195,7 +214,7 @@ async def read_body(
     status_code: int,
     content_encoding: str | None,
     content_length: str | None,
-    request: httpx.Request,
+    request: httpx.Request | Target,
     abort: Callable[[], Awaitable[object]] | None = None,
 ) -> tuple[bytes, bool]:
     """The decoded body, and whether it is whole (``False``: an error body cut short).
@@ -222,7 +241,7 @@ async def _read(
     status_code: int,
     content_encoding: str | None,
     content_length: str | None,
-    request: httpx.Request,
+    request: httpx.Request | Target,
 ) -> tuple[bytes, bool]:
     success = 200 <= status_code < 300
     limit = max_response_size(request) if success else ERROR_BODY_READ_LIMIT

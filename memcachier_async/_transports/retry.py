@@ -54,15 +54,24 @@ __all__ = [
     "POLICY_EXTENSION",
     "RETRIES_EXTENSION",
     "DeadlineExceeded",
+    "Reply",
     "RetryBudget",
     "RetryEvent",
     "RetryPolicy",
     "RetryTransport",
+    "announce",
+    "attempt_timeout",
     "attempts_of",
     "certificate_failure",
+    "deadline_error",
+    "endpoint_name",
+    "idempotent_call",
     "is_idempotent",
     "outcome_of",
+    "policy_for",
+    "public_url",
     "reached_server",
+    "record_attempts",
     "retry_reason",
     "set_instant_retries",
 ]
@@ -113,10 +122,15 @@ class DeadlineExceeded(httpx.TimeoutException):
 
 def is_idempotent(request: httpx.Request) -> bool:
     """Whether sending ``request`` twice is as safe as sending it once."""
-    flag = request.extensions.get(IDEMPOTENT_EXTENSION)
+    return idempotent_call(request.method, request.extensions)
+
+
+def idempotent_call(method: str, extensions: Mapping[str, Any]) -> bool:
+    """:func:`is_idempotent` for a call not (yet) made into an ``httpx.Request``."""
+    flag = extensions.get(IDEMPOTENT_EXTENSION)
     if isinstance(flag, bool):
         return flag
-    return request.method.upper() in _IDEMPOTENT_METHODS
+    return method.upper() in _IDEMPOTENT_METHODS
 
 
 def reached_server(exc: BaseException) -> bool:
@@ -166,11 +180,40 @@ def retry_reason(result: httpx.Response | BaseException, *, idempotent: bool) ->
     return core.retry_reason(outcome_of(result), idempotent=idempotent)
 
 
-def attempts_of(obj: httpx.Response | BaseException) -> tuple[Attempt, ...]:
+class Reply:
+    """A response read whole, without an httpx model: what the SDK's own
+    aiohttp sender returns (``aiohttp.AiohttpSender``), with its attempts."""
+
+    __slots__ = ("attempts", "headers", "reason_phrase", "status_code")
+
+    def __init__(
+        self,
+        status_code: int,
+        reason_phrase: str,
+        headers: Mapping[str, str],
+        attempts: tuple[Attempt, ...],
+    ) -> None:
+        self.status_code = status_code
+        self.reason_phrase = reason_phrase
+        self.headers = headers
+        self.attempts = attempts
+
+
+def record_attempts(exc: BaseException, attempts: tuple[Attempt, ...]) -> None:
+    """Put the call's attempts on an exception it raises (read by :func:`attempts_of`)."""
+    if isinstance(exc, ResponseTooLargeError):
+        exc.attempts = attempts
+    else:
+        setattr(exc, _ATTEMPTS_ATTR, attempts)
+
+
+def attempts_of(obj: httpx.Response | Reply | BaseException) -> tuple[Attempt, ...]:
     """The attempts recorded by :class:`RetryTransport` on a response or error.
 
     ``()`` when ``obj`` did not come through a :class:`RetryTransport`.
     """
+    if isinstance(obj, Reply):
+        return obj.attempts
     if isinstance(obj, httpx.Response):
         found = obj.extensions.get(ATTEMPTS_EXTENSION, ())
     else:
@@ -178,7 +221,7 @@ def attempts_of(obj: httpx.Response | BaseException) -> tuple[Attempt, ...]:
     return tuple(found) if isinstance(found, tuple) else ()
 
 
-def _public_url(url: httpx.URL) -> str:
+def public_url(url: httpx.URL) -> str:
     # Logs and hooks never see a password, even one put in the URL.
     return str(url.copy_with(username=None, password=None, query=None))
 
@@ -186,7 +229,7 @@ def _public_url(url: httpx.URL) -> str:
 # --- the transport ----------------------------------------------------------
 
 
-def _attempt_timeout(
+def attempt_timeout(
     timeout: Mapping[str, float | None] | None, remaining: float | None
 ) -> dict[str, float | None]:
     # Each phase's timeout shrinks to the time the call has left, so the last
@@ -237,6 +280,17 @@ def _for_tests(policy: RetryPolicy) -> RetryPolicy:
     )
 
 
+def policy_for(extensions: Mapping[str, Any], default: RetryPolicy) -> RetryPolicy:
+    """The policy of one call: the request's own (``with_options``) or ``default``,
+    with waits off while a test runs with instant retries."""
+    policy = extensions.get(POLICY_EXTENSION)
+    if not isinstance(policy, RetryPolicy):
+        policy = default
+    if _instant is not None:
+        policy = _for_tests(policy)
+    return policy
+
+
 class RetryTransport(httpx.AsyncBaseTransport):
     """An httpx transport that retries another one according to a policy.
 
@@ -268,14 +322,10 @@ class RetryTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        policy = request.extensions.get(POLICY_EXTENSION)
-        if not isinstance(policy, RetryPolicy):
-            policy = self._policy  # with_options() sends its own
-        if _instant is not None:
-            policy = _for_tests(policy)
+        policy = policy_for(request.extensions, self._policy)
         if _otel.ENABLED:
             # One span around the attempts: a retried call is one trace.
-            with _otel.call_span(request.method, _endpoint_name(request.extensions)):
+            with _otel.call_span(request.method, endpoint_name(request.extensions)):
                 return await self._call(request, policy)
         return await self._call(request, policy)  # pragma: no cover - without opentelemetry
 
@@ -291,7 +341,14 @@ class RetryTransport(httpx.AsyncBaseTransport):
             decision = call.attempt_done(outcome_of(result), now=clock())
             if isinstance(decision, GiveUp):
                 return _finish(result, attempts, decision)
-            _announce(call, request, decision, elapsed=clock() - call.start)
+            announce(
+                call,
+                request.method,
+                public_url(request.url),
+                endpoint_name(request.extensions),
+                decision,
+                elapsed=clock() - call.start,
+            )
             await policy.sleep(decision.wait)
             if (refused := call.resend(now=clock())) is not None:
                 return _finish(result, attempts, refused)
@@ -315,10 +372,7 @@ async def _attempt(
     except (ResponseTooLargeError, httpx.DecodingError) as exc:
         # Never retried: the next answer would be as large (or as broken).
         attempts.append(Attempt(call.attempts, type(exc).__name__, clock() - call.start))
-        if isinstance(exc, ResponseTooLargeError):
-            exc.attempts = tuple(attempts)
-        else:
-            setattr(exc, _ATTEMPTS_ATTR, tuple(attempts))
+        record_attempts(exc, tuple(attempts))
         raise
     attempts.append(Attempt(call.attempts, response.status_code, clock() - call.start))
     return response
@@ -331,7 +385,7 @@ async def _send_once(
     policy: RetryPolicy,
     resends: int = 0,
 ) -> httpx.Response:
-    timeout = _attempt_timeout(request.extensions.get("timeout"), remaining)
+    timeout = attempt_timeout(request.extensions.get("timeout"), remaining)
     progress = Progress()
     extensions = {**request.extensions, "timeout": timeout, PROGRESS_EXTENSION: progress}
     if resends and _otel.ENABLED:
@@ -386,20 +440,34 @@ async def _send_once(
                 if k != "network_stream"
             },
         )
-    if progress.queued:
+    raise deadline_error(policy, queued=progress.queued, request=request)
+
+
+def deadline_error(
+    policy: RetryPolicy, *, queued: bool | None, request: httpx.Request | None
+) -> httpx.TimeoutException:
+    """The error of an attempt ended by the call's deadline."""
+    if queued:
         # It never left the pool's queue: nothing was sent.
-        raise httpx.PoolTimeout(
+        return httpx.PoolTimeout(
             f"the call's deadline of {policy.deadline} s passed while the request "
             "waited for a connection",
             request=request,
         )
-    raise DeadlineExceeded(f"the call's deadline of {policy.deadline} s passed", request=request)
+    return DeadlineExceeded(f"the call's deadline of {policy.deadline} s passed", request=request)
 
 
-def _announce(
-    call: RetryCall, request: httpx.Request, retry: core.Retry, *, elapsed: float
+def announce(
+    call: RetryCall,
+    method: str,
+    url: str,
+    endpoint: str | None,
+    retry: core.Retry,
+    *,
+    elapsed: float,
 ) -> None:
-    """Log the retry about to happen and tell ``on_retry``."""
+    """Log the retry about to happen and tell ``on_retry`` (``url`` without
+    user info or query)."""
     event = RetryEvent(
         attempt=call.attempts,
         max_attempts=call.policy.max_attempts,
@@ -407,9 +475,9 @@ def _announce(
         wait=retry.wait,
         elapsed=elapsed,
         retry_after=retry.retry_after,
-        method=request.method,
-        url=_public_url(request.url),
-        endpoint=_endpoint_name(request.extensions),
+        method=method,
+        url=url,
+        endpoint=endpoint,
         idempotent=call.idempotent,
     )
     # INFO, not WARNING: a retry is the layer doing its job, and an app
@@ -444,6 +512,6 @@ def _finish(
     return result
 
 
-def _endpoint_name(extensions: Mapping[str, Any]) -> str | None:
+def endpoint_name(extensions: Mapping[str, Any]) -> str | None:
     name = extensions.get(ENDPOINT_EXTENSION)
     return name if isinstance(name, str) else None
