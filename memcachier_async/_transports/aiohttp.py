@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ssl
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import anyio
 import httpx
 
 from memcachier_async._errors import Attempt, ResponseTooLargeError
 
 from . import otel as _otel
-from .body import Target, decoded_headers, read_body
+from .body import Target, declared_within_limit, decoded_headers, read_body
 from .core import GiveUp, Outcome, RetryCall
 from .direct import SharedParts
 from .retry import (
@@ -116,7 +118,7 @@ class _Connector(aiohttp.TCPConnector):
         self,
         req: aiohttp.ClientRequest,
         traces: list[aiohttp.tracing.Trace],
-        timeout: aiohttp.ClientTimeout,
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's own signature
     ) -> aiohttp.connector.Connection:
         connection = await super().connect(req, traces, timeout)
         progress = _PROGRESS.get()
@@ -197,7 +199,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         url: yarl.URL,
         headers: Iterable[tuple[str, str]],
         content: bytes | None,
-        timeout: aiohttp.ClientTimeout,
+        timeouts: aiohttp.ClientTimeout,
         target: httpx.Request | Target,
         progress: Progress | None,
     ) -> tuple[aiohttp.ClientResponse, bytes]:
@@ -217,18 +219,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=headers,
                 data=content or None,
                 allow_redirects=False,
-                timeout=timeout,
+                timeout=timeouts,
                 proxy=self._proxy,
             ) as response:
-                body, whole = await read_body(
-                    response.content.iter_any(),
-                    status_code=response.status,
-                    content_encoding=response.headers.get("Content-Encoding"),
-                    content_length=response.headers.get("Content-Length"),
-                    request=target,
-                )
-                if not whole:
-                    response.close()  # the rest is not downloaded: the connection goes
+                encoding = response.headers.get("Content-Encoding")
+                length = response.headers.get("Content-Length")
+                if encoding is None and declared_within_limit(target, response.status, length):
+                    # aiohttp reads exactly Content-Length bytes: within the
+                    # limit, read at once rather than counted chunk by chunk.
+                    body = await response.read()
+                else:
+                    body, whole = await read_body(
+                        response.content.iter_any(),
+                        status_code=response.status,
+                        content_encoding=encoding,
+                        content_length=length,
+                        request=target,
+                    )
+                    if not whole:
+                        response.close()  # the rest is not downloaded: the connection goes
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             request = target if isinstance(target, httpx.Request) else None
             raise _map_error(exc, request) from exc
@@ -397,26 +406,30 @@ class AiohttpSender:
             pairs = [pairs[0], ("content-length", "0"), *pairs[1:]]
         public = route.public
         target = Target(method, public, extensions)
-        clock = policy.clock
-        call = RetryCall(policy, idempotent=idempotent_call(method, extensions), now=clock())
+        # On asyncio, anyio's clock is the loop's, time.monotonic(), without
+        # the look-up of the running library on every reading.
+        clock = time.monotonic if policy.clock is anyio.current_time else policy.clock
+        now = clock()
+        call = RetryCall(policy, idempotent=idempotent_call(method, extensions), now=now)
         attempts: list[Attempt] = []
         while True:
             result: tuple[aiohttp.ClientResponse, bytes] | httpx.TransportError
-            remaining = call.remaining(clock())
+            remaining = call.remaining(now)
             progress = Progress()
             try:
                 result = await self._transport.exchange(
                     method, route.wire, pairs, content, self._timeout(remaining), target, progress
                 )
             except httpx.TransportError as exc:
+                now = clock()
                 if isinstance(exc, httpx.TimeoutException) and (
-                    (left := call.remaining(clock())) is not None and left <= 0
+                    (left := call.remaining(now)) is not None and left <= 0
                 ):
                     deadline = deadline_error(policy, queued=progress.queued, request=None)
                     deadline.__cause__ = exc.__cause__
                     exc = deadline
                 result = exc
-                attempts.append(Attempt(call.attempts, type(exc).__name__, clock() - call.start))
+                attempts.append(Attempt(call.attempts, type(exc).__name__, now - call.start))
                 outcome = outcome_of(exc)
             except (ResponseTooLargeError, httpx.DecodingError) as exc:
                 # Never retried: the next answer would be as large (or as broken).
@@ -424,11 +437,12 @@ class AiohttpSender:
                 record_attempts(exc, tuple(attempts))
                 raise
             else:
+                now = clock()
                 status = result[0].status
-                attempts.append(Attempt(call.attempts, status, clock() - call.start))
+                attempts.append(Attempt(call.attempts, status, now - call.start))
                 retry_after = result[0].headers.get("Retry-After")
                 outcome = Outcome.response(status, parse_retry_after(retry_after))
-            decision = call.attempt_done(outcome, now=clock())
+            decision = call.attempt_done(outcome, now=now)
             if isinstance(decision, GiveUp):
                 break
             announce(
@@ -440,7 +454,8 @@ class AiohttpSender:
                 elapsed=clock() - call.start,
             )
             await policy.sleep(decision.wait)
-            if call.resend(now=clock()) is not None:
+            now = clock()
+            if call.resend(now=now) is not None:
                 break
         if isinstance(result, BaseException):
             record_attempts(result, tuple(attempts))

@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_SIZE",
     "ERROR_BODY_READ_LIMIT",
     "Target",
+    "declared_within_limit",
     "decoded_headers",
     "max_response_size",
     "network_abort",
@@ -206,6 +207,21 @@ async def _abandon(
             # A stream that fails to close is closed enough.
             with contextlib.suppress(Exception):
                 await aclose()
+
+
+def declared_within_limit(
+    request: httpx.Request | Target, status_code: int, content_length: str | None
+) -> bool:
+    """Whether a body of the ``Content-Length`` the response declares is within
+    the limit :func:`read_body` holds it to (so a client that reads exactly
+    that many bytes may read it whole, unencoded, without counting)."""
+    if content_length is None:
+        return False
+    declared = content_length.strip()
+    if not declared.isdigit() or len(declared) > 20:
+        return False
+    limit = max_response_size(request) if 200 <= status_code < 300 else ERROR_BODY_READ_LIMIT
+    return limit is None or int(declared) <= limit
 
 
 async def read_body(

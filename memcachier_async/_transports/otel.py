@@ -37,7 +37,13 @@ def call_span(method: str, endpoint: str | None) -> Iterator[None]:
     if _trace is None:  # pragma: no cover - without opentelemetry
         yield
         return
-    tracer = _trace.get_tracer("memcachier_async")
+    provider = _trace.get_tracer_provider()
+    if isinstance(provider, (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider)):
+        # No SDK configured (yet): a span would record nothing. A provider
+        # set later is found on the next call.
+        yield
+        return
+    tracer = provider.get_tracer("memcachier_async")
     name = f"memcachier {endpoint or method}"
     attributes = {"http.request.method": method}
     if endpoint is not None:
