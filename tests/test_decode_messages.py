@@ -2,7 +2,7 @@
 
 A message names the kind of the bad value and, for a number out of range, its
 size, never the value itself. Written to kill mutants that survived
-``nox -s mutation`` (tests/MUTATION.md).
+``nox -s mutation`` and ``tests/mutation_fresh.py`` (tests/MUTATION.md).
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from memcachier_async import DecodeError
-from memcachier_async._convert import decode
-from memcachier_async._models import HistoryRecord, Stats
+from memcachier_async._convert import decode, structure
+from memcachier_async._models import Credential, HistoryRecord, Stats
 
 SAMPLES = Path(__file__).parent / "samples"
 STATS: dict[str, Any] = json.loads((SAMPLES / "stats_two_servers.json").read_text())
 SERVER = next(iter(STATS))
 HISTORY: list[Any] = json.loads((SAMPLES / "history.json").read_text())
+CREDENTIALS: list[Any] = json.loads((SAMPLES / "credentials.json").read_text())
 
 
 def _stats_error(body: Any) -> DecodeError:
@@ -100,3 +101,71 @@ def test_a_bad_history_field_is_named(field: str, value: Any, problem: str) -> N
     body[0][field] = value
     error = _history_error(body)
     assert str(error) == f"unexpected history response: $[0].{field}: {problem}"
+
+
+def _credentials_error(body: Any) -> DecodeError:
+    with pytest.raises(DecodeError) as info:
+        decode(json.dumps(body).encode(), list[Credential], "list_credentials")
+    return info.value
+
+
+# The fast hooks (``_fast_server_stats``, ``_fast_history_record``) check a
+# whole body at once; with more than one server or record, a valid neighbour
+# can hide a hook that lets a bad value through. These bodies have one only.
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [(1.5, "expected an integer, got a number"), (True, "expected an integer, got a boolean")],
+)
+def test_a_lone_servers_counter_that_is_no_integer_is_refused(value: Any, problem: str) -> None:
+    """Stats of a single server with a float or boolean counter are a DecodeError at its path."""
+    body = {SERVER: {**STATS[SERVER], "get_hits": value}}
+    path = f"$[{SERVER!r}].get_hits"
+    assert str(_stats_error(body)) == f"unexpected stats response: {path}: {problem}"
+
+
+def test_a_lone_records_server_that_is_no_string_is_refused() -> None:
+    """A history of one record whose server is an integer is a DecodeError at $[0].server."""
+    body = [{**HISTORY[0], "server": 5}]
+    problem = "$[0].server: expected a string, got an integer"
+    assert str(_history_error(body)) == f"unexpected history response: {problem}"
+
+
+def test_a_credentials_string_field_is_strict() -> None:
+    """A username sent as a number is refused, not turned into its digits (cattrs' str(x))."""
+    body = [{**CREDENTIALS[0], "sasl_username": 789101}]
+    problem = "$[0].sasl_username: expected a string, got an integer"
+    assert str(_credentials_error(body)) == f"unexpected list_credentials response: {problem}"
+
+
+def test_a_non_object_in_a_list_of_credentials_is_named() -> None:
+    """An integer where a credential object belongs says "expected an object" at its index."""
+    problem = "$[0]: expected an object, got an integer"
+    assert str(_credentials_error([1])) == f"unexpected list_credentials response: {problem}"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "cls"), [("history", list[HistoryRecord]), ("list_credentials", list[Credential])]
+)
+def test_an_object_where_an_array_belongs_is_named(endpoint: str, cls: Any) -> None:
+    """A JSON object where the body must be an array says "expected an array" at $."""
+    with pytest.raises(DecodeError) as info:
+        decode(b"{}", cls, endpoint)
+    assert str(info.value) == f"unexpected {endpoint} response: $: expected an array, got an object"
+
+
+def test_an_unknown_field_named_extra_is_not_read_as_the_extra_mapping() -> None:
+    """A server's field called "extra" is an unknown field: it adds no problem to the report."""
+    body = {SERVER: {**STATS[SERVER], "get_hits": "7", "extra": 5}}
+    path = f"$[{SERVER!r}].get_hits"
+    assert str(_stats_error(body)) == (
+        f"unexpected stats response: {path}: expected an integer, got a string"
+    )
+
+
+def test_a_plain_integer_is_strict_and_names_the_kind() -> None:
+    """The converter's int (for a field with no range hook of its own) refuses a string by kind."""
+    with pytest.raises(DecodeError) as info:
+        structure(["7"], list[int], "custom")
+    assert str(info.value) == "unexpected custom response: $[0]: expected an integer, got a string"

@@ -268,14 +268,16 @@ def test_big_history_through_msgspec_in_pieces_equals_one_piece() -> None:
 
 
 def test_a_big_decode_leaves_no_pile_of_young_objects() -> None:
-    """After a big history, its objects are not all in the youngest generation (whose next
-    collection would walk them at once, holding the GIL); an application's own freeze is kept."""
+    """After a big history, its objects are in the oldest generation, not the young ones (whose
+    next collections would walk them all, holding the GIL); an application's own freeze is kept."""
     import gc
 
     body = json.dumps([HISTORY[0], HISTORY[1]] * 3000).encode()
     assert len(body) > THREAD_FROM
     decoded = _decode("history", body)
-    assert len(gc.get_objects(generation=0)) < 2000
+    # Both young generations: left young, the pile is in generation 1 as soon
+    # as one collection of generation 0 has run (as one does on re-enabling).
+    assert len(gc.get_objects(generation=0)) + len(gc.get_objects(generation=1)) < 2000
     assert gc.isenabled()
     gc.freeze()
     try:
