@@ -2,7 +2,7 @@
 
 - ``fanout-sdk``: ``fan_out`` over ``caches`` credential sets (cache ids
   given, so no login), ``AsyncAnalytics.stats`` each, at ``concurrency``.
-- ``fanout-sdk-aiohttp``: the same, the shared client on ``AiohttpTransport``.
+- ``fanout-sdk-aiohttp``: the same with ``http_backend="aiohttp"``.
 - ``fanout-aiohttp``: the same calls with raw aiohttp: one session with a
   pool of ``concurrency`` connections, ``asyncio.gather`` of every call, a
   semaphore of ``concurrency``, ``orjson.loads`` of each body.
@@ -29,19 +29,16 @@ USER, PASSWORD = "BENCH_USER", "bench-password"
 async def fanout_sdk(
     base: str, caches: int, concurrency: int, backend: str = "httpx"
 ) -> dict[str, Any]:
-    import httpx
-
     from memcachier_async import AsyncAnalytics, CacheCredentials, fan_out
 
-    transport = None
-    if backend == "aiohttp":
-        from memcachier_async._transports.aiohttp import AiohttpTransport
-
-        transport = AiohttpTransport(limits=httpx.Limits(max_connections=concurrency))
     targets = [CacheCredentials(f"user{i}", PASSWORD, cache_id=i + 1) for i in range(caches)]
     ok = errors = 0
     async with fan_out(
-        targets, AsyncAnalytics.stats, concurrency=concurrency, base_url=base, transport=transport
+        targets,
+        AsyncAnalytics.stats,
+        concurrency=concurrency,
+        base_url=base,
+        http_backend="aiohttp" if backend == "aiohttp" else "httpx",
     ) as results:
         async for result in results:
             if result.ok:

@@ -71,7 +71,7 @@ FANOUT = ["fanout-aiohttp", "fanout-sdk", "fanout-sdk-aiohttp"]
 FANOUT_LABELS = {
     "fanout-aiohttp": "raw aiohttp gather (same concurrency)",
     "fanout-sdk": "fan_out (default transport)",
-    "fanout-sdk-aiohttp": "fan_out(transport=AiohttpTransport())",
+    "fanout-sdk-aiohttp": 'fan_out(http_backend="aiohttp")',
 }
 
 

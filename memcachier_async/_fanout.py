@@ -30,7 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, AsyncAnalytics, client_on_stack
 from ._errors import MemcachierError, ServerError
-from ._stack import Stack, build_stack, check_stack_arguments
+from ._stack import Backend, Stack, build_stack, check_stack_arguments
 from ._transports.retry import RetryPolicy
 
 __all__ = [
@@ -149,9 +149,13 @@ class _Clients:
         http_client: httpx.AsyncClient | None,
         transport: httpx.AsyncBaseTransport | None,
         retry: RetryPolicy | None,
+        http_backend: Backend = "httpx",
     ) -> None:
         # Refused now, as AsyncAnalytics refuses them; built when first needed.
-        check_stack_arguments(http_client=http_client, transport=transport, retry=retry)
+        check_stack_arguments(
+            http_client=http_client, transport=transport, retry=retry, http_backend=http_backend
+        )
+        self._http_backend = http_backend
         self._targets = targets
         self._base_url = base_url
         self._http_client = http_client
@@ -169,6 +173,7 @@ class _Clients:
                 http_client=self._http_client,
                 transport=self._transport,
                 retry=self._retry,
+                http_backend=self._http_backend,
                 limits=None
                 if theirs
                 else httpx.Limits(
@@ -300,6 +305,7 @@ class FanOut(_Session, Generic[T]):
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
+        http_backend: Backend = "httpx",
     ) -> None:
         self._targets = [_as_target(t) for t in targets]
         self._call = call
@@ -314,6 +320,7 @@ class FanOut(_Session, Generic[T]):
                 http_client=http_client,
                 transport=transport,
                 retry=retry,
+                http_backend=http_backend,
             )
         )
         self._next = 0  # the index of the next target to start
@@ -430,6 +437,7 @@ def fan_out(
     http_client: httpx.AsyncClient | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
+    http_backend: Backend = "httpx",
 ) -> FanOut[T]:
     """Run ``call`` for every target; yield a :class:`CacheResult` as each completes.
 
@@ -444,10 +452,11 @@ def fan_out(
     clients for credential sets share one pooled ``httpx.AsyncClient``:
     ``http_client`` if given (never closed here), else one made here with a
     pool of ``concurrency`` connections and closed at the end.
-    ``http_client``, ``transport`` and ``retry`` mean what they mean for
-    :class:`AsyncAnalytics` and are refused the same way (``retry`` with
-    ``http_client`` is a ``ValueError``: wrap that client's transport in
-    :class:`RetryTransport` instead).
+    ``http_client``, ``transport``, ``retry`` and ``http_backend`` mean what
+    they mean for :class:`AsyncAnalytics` and are refused the same way
+    (``retry`` with ``http_client`` is a ``ValueError``: wrap that client's
+    transport in :class:`RetryTransport` instead; ``http_backend="aiohttp"``
+    runs on asyncio only).
 
     - At most ``concurrency`` calls run at once (default: the pool size of
       :data:`DEFAULT_LIMITS`, 100). With your own ``http_client``, keep it at
@@ -474,4 +483,5 @@ def fan_out(
         http_client=http_client,
         transport=transport,
         retry=retry,
+        http_backend=http_backend,
     )

@@ -38,6 +38,7 @@ from ._fanout import (
 )
 from ._insight import Baseline, Insight
 from ._models import Stats
+from ._stack import Backend
 from ._transports.retry import RetryPolicy
 
 __all__ = ["PollResult", "PollRound", "Poller", "watch"]
@@ -149,6 +150,7 @@ class Poller(_Session):
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
+        http_backend: Backend = "httpx",
     ) -> None:
         resolved = [_as_target(t) for t in targets]
         interval_seconds = _check_seconds("interval", interval)
@@ -165,6 +167,7 @@ class Poller(_Session):
                 http_client=http_client,
                 transport=transport,
                 retry=retry,
+                http_backend=http_backend,
             )
         )
         self._caches = [_Cache(t) for t in resolved]
@@ -290,6 +293,7 @@ def watch(
     http_client: httpx.AsyncClient | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
+    http_backend: Backend = "httpx",
 ) -> Poller:
     """Poll the stats of many caches every ``interval`` seconds: one :class:`PollRound` each time.
 
@@ -306,7 +310,7 @@ def watch(
     ``start + n * interval`` (no drift); the first is due at once. A cache
     whose previous call is still running is skipped, not called twice.
     ``rounds`` stops after that many rounds (default: never). Targets,
-    ``concurrency``, ``timeout`` and the shared HTTP client are as for
+    ``concurrency``, ``timeout``, ``http_backend`` and the shared HTTP client are as for
     :func:`fan_out`. Leaving ``async with`` cancels the calls in flight.
     """
     return Poller(
@@ -319,4 +323,5 @@ def watch(
         http_client=http_client,
         transport=transport,
         retry=retry,
+        http_backend=http_backend,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 import ssl
 import time
 from collections.abc import Iterable, Mapping
@@ -474,6 +475,9 @@ class AiohttpSender:
             connect=None if pool is None or connect is None else pool + connect,
             sock_connect=connect,
             sock_read=shrunk["read"],
+            # aiohttp rounds a timeout of 5 s or more up to a whole second of
+            # the loop's clock; a deadline ends when it says.
+            ceil_threshold=math.inf,
         )
 
     def _reply(

@@ -1,0 +1,87 @@
+"""The aiohttp backend's own sender keeps the call's deadline as the retry layer does.
+
+``AsyncAnalytics(http_backend="aiohttp")`` sends without httpx's models
+(``AiohttpSender``); a deadline that passes must say how far the request
+got, exactly as through ``RetryTransport``: still queued for a connection
+means nothing was sent, later means the outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import anyio
+import httpx
+import pytest
+from _limits_server import LoopbackServer, head
+
+from memcachier_async import AsyncAnalytics, OutcomeUnknownError, RetryPolicy, TransportError
+
+pytest.importorskip("aiohttp")
+
+ONE_TRY = RetryPolicy(max_attempts=1, deadline=0.5, budget=None)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def slow(request: bytes) -> Iterator[bytes]:
+    time.sleep(1.5)
+    yield head("200 OK", "Content-Length: 2") + b"[]"
+
+
+def client(server: LoopbackServer) -> AsyncAnalytics:
+    api = AsyncAnalytics(
+        "user",
+        "pw",
+        cache_id=1,
+        base_url=server.url(),
+        http_backend="aiohttp",
+        limits=httpx.Limits(max_connections=1),
+        retry=ONE_TRY,
+    )
+    assert type(api._direct).__name__ == "AiohttpSender"
+    return api
+
+
+@pytest.mark.anyio
+async def test_a_deadline_in_the_pool_queue_means_nothing_was_sent() -> None:
+    """The only connection busy: a create whose deadline passes in the queue is a plain
+    TransportError (PoolTimeout), not OutcomeUnknownError, and reaches no server."""
+    with LoopbackServer(slow) as server:
+        async with client(server) as api:
+            relaxed = api.with_options(timeout=5.0)
+
+            async def hold_the_connection() -> None:
+                await relaxed.list_credentials()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(hold_the_connection)
+                await anyio.sleep(0.2)
+                started = time.monotonic()
+                with pytest.raises(TransportError) as caught:
+                    await api.create_credential()
+                elapsed = time.monotonic() - started
+    assert not isinstance(caught.value, OutcomeUnknownError)
+    assert [a.outcome for a in caught.value.attempts] == ["PoolTimeout"]
+    assert "deadline of 0.5 s" in str(caught.value)
+    assert elapsed < 1.4  # ended by the deadline, not by the held connection's answer
+    assert len(server.requests) == 1
+
+
+@pytest.mark.anyio
+async def test_a_deadline_after_sending_leaves_the_outcome_unknown() -> None:
+    """A create sent to a server that answers after the deadline: OutcomeUnknownError
+    (DeadlineExceeded), sent once."""
+    with LoopbackServer(slow) as server:
+        async with client(server) as api:
+            started = time.monotonic()
+            with pytest.raises(OutcomeUnknownError) as caught:
+                await api.create_credential()
+            elapsed = time.monotonic() - started
+    assert [a.outcome for a in caught.value.attempts] == ["DeadlineExceeded"]
+    assert elapsed < 1.4
+    assert len(server.requests) == 1
