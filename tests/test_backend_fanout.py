@@ -44,11 +44,13 @@ def targets(emulator: Emulator, count: int) -> list[CacheCredentials]:
 async def test_fan_out_on_aiohttp_sends_with_the_aiohttp_sender(sent: list[str]) -> None:
     """fan_out(http_backend="aiohttp"): every cache's stats arrive, sent on aiohttp."""
     emulator = Emulator()
-    async with emulator.serve() as base_url:
-        async with fan_out(
+    async with (
+        emulator.serve() as base_url,
+        fan_out(
             targets(emulator, 5), AsyncAnalytics.stats, base_url=base_url, http_backend="aiohttp"
-        ) as results:
-            got = [result async for result in results]
+        ) as results,
+    ):
+        got = [result async for result in results]
     assert len(got) == 5
     assert all(r.ok and isinstance(r.value, Stats) for r in got)
     # A login and a stats call per cache, all through the sender.
@@ -60,11 +62,13 @@ async def test_fan_out_on_aiohttp_sends_with_the_aiohttp_sender(sent: list[str])
 async def test_watch_on_aiohttp_reports_every_cache(sent: list[str]) -> None:
     """watch(http_backend="aiohttp"): one round with every cache's stats."""
     emulator = Emulator()
-    async with emulator.serve() as base_url:
-        async with watch(
+    async with (
+        emulator.serve() as base_url,
+        watch(
             targets(emulator, 3), 5.0, rounds=1, base_url=base_url, http_backend="aiohttp"
-        ) as poller:
-            rounds = [r async for r in poller]
+        ) as poller,
+    ):
+        rounds = [r async for r in poller]
     assert len(rounds) == 1
     assert [r.stats is not None for r in rounds[0].results] == [True, True, True]
     assert sum(url.endswith("/stats") for url in sent) == 3
