@@ -29,7 +29,7 @@ from memcachier_async._errors import Attempt, ResponseTooLargeError
 
 from . import otel as _otel
 from .body import Target, declared_within_limit, decoded_headers, read_body
-from .core import GiveUp, Outcome, RetryCall
+from .core import GiveUp, Outcome, RetryCall, RetryPolicy
 from .direct import SharedParts
 from .retry import (
     Reply,
@@ -395,7 +395,7 @@ class AiohttpSender:
         content: bytes | None,
         headers: Mapping[str, str],
         extensions: Mapping[str, Any],
-        policy: Any,
+        policy: RetryPolicy,
     ) -> tuple[Reply, bytes]:
         route = self._route(url)
         pairs = _set_in_place(route.pairs, headers) if headers else route.pairs
