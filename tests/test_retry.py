@@ -22,6 +22,7 @@ import attrs
 import httpx
 import pytest
 import respx
+from _fake_time import FakeTime, policy
 
 from memcachier_async import (
     APIError,
@@ -60,22 +61,6 @@ def sample(name: str) -> Any:
     return json.loads((SAMPLES / name).read_text())
 
 
-class FakeTime:
-    """A clock that only moves when the code under test sleeps (or a test says so)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-        await anyio.lowlevel.checkpoint()
-
-
 @pytest.fixture
 def fake() -> FakeTime:
     return FakeTime()
@@ -85,10 +70,6 @@ def fake() -> FakeTime:
 def router() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=BASE, assert_all_called=False) as router:
         yield router
-
-
-def policy(fake: FakeTime, **kwargs: Any) -> RetryPolicy:
-    return RetryPolicy(sleep=fake.sleep, clock=fake.clock, **kwargs)
 
 
 def api(retry: RetryPolicy, **kwargs: Any) -> AsyncAnalytics:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterator
-from typing import Any
 
 import anyio
 import anyio.lowlevel
 import httpx
 import pytest
 import respx
+from _fake_time import FakeTime, policy
 
 from memcachier_async import AsyncAnalytics, RetryBudget, RetryPolicy, RetryTransport
 from memcachier_async._transports.rules import backoff_ceiling, parse_retry_after
@@ -26,22 +26,6 @@ BASE = "https://analytics.memcachier.com/api/v1"
 NOW = float(calendar.timegm((1994, 11, 6, 8, 49, 37, 0, 0, 0)))
 
 
-class FakeTime:
-    """A clock that moves only when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-        await anyio.lowlevel.checkpoint()
-
-
 @pytest.fixture
 def fake() -> FakeTime:
     return FakeTime()
@@ -51,10 +35,6 @@ def fake() -> FakeTime:
 def router() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=BASE, assert_all_called=False) as router:
         yield router
-
-
-def policy(fake: FakeTime, **kwargs: Any) -> RetryPolicy:
-    return RetryPolicy(sleep=fake.sleep, clock=fake.clock, **kwargs)
 
 
 # --- Retry-After -------------------------------------------------------------
