@@ -17,6 +17,7 @@ everything after the last result.
 from __future__ import annotations
 
 import math
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
@@ -30,7 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, AsyncAnalytics, client_on_stack
 from ._errors import MemcachierError, ServerError
-from ._stack import Backend, Stack, build_stack, check_stack_arguments
+from ._stack import Backend, CertTypes, Stack, build_stack, check_stack_arguments
 from ._transports.retry import RetryPolicy
 
 __all__ = [
@@ -150,12 +151,22 @@ class _Clients:
         transport: httpx.AsyncBaseTransport | None,
         retry: RetryPolicy | None,
         http_backend: Backend = "httpx",
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        proxy: str | httpx.URL | None = None,
     ) -> None:
         # Refused now, as AsyncAnalytics refuses them; built when first needed.
         check_stack_arguments(
-            http_client=http_client, transport=transport, retry=retry, http_backend=http_backend
+            http_client=http_client,
+            transport=transport,
+            retry=retry,
+            http_backend=http_backend,
+            verify=verify,
+            cert=cert,
+            proxy=proxy,
         )
         self._http_backend = http_backend
+        self._tls = (verify, cert, proxy)
         self._targets = targets
         self._base_url = base_url
         self._http_client = http_client
@@ -174,6 +185,9 @@ class _Clients:
                 transport=self._transport,
                 retry=self._retry,
                 http_backend=self._http_backend,
+                verify=self._tls[0],
+                cert=self._tls[1],
+                proxy=self._tls[2],
                 limits=None
                 if theirs
                 else httpx.Limits(
@@ -306,6 +320,9 @@ class FanOut(_Session, Generic[T]):
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         http_backend: Backend = "httpx",
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        proxy: str | httpx.URL | None = None,
     ) -> None:
         self._targets = [_as_target(t) for t in targets]
         self._call = call
@@ -321,6 +338,9 @@ class FanOut(_Session, Generic[T]):
                 transport=transport,
                 retry=retry,
                 http_backend=http_backend,
+                verify=verify,
+                cert=cert,
+                proxy=proxy,
             )
         )
         self._next = 0  # the index of the next target to start
@@ -438,6 +458,9 @@ def fan_out(
     transport: httpx.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
     http_backend: Backend = "httpx",
+    verify: ssl.SSLContext | str | bool = True,
+    cert: CertTypes | None = None,
+    proxy: str | httpx.URL | None = None,
 ) -> FanOut[T]:
     """Run ``call`` for every target; yield a :class:`CacheResult` as each completes.
 
@@ -456,7 +479,8 @@ def fan_out(
     they mean for :class:`AsyncAnalytics` and are refused the same way
     (``retry`` with ``http_client`` is a ``ValueError``: wrap that client's
     transport in :class:`RetryTransport` instead; ``http_backend="aiohttp"``
-    runs on asyncio only).
+    runs on asyncio only); so do ``verify``, ``cert`` and ``proxy``, which
+    configure the shared client's own transport.
 
     - At most ``concurrency`` calls run at once (default: the pool size of
       :data:`DEFAULT_LIMITS`, 100). With your own ``http_client``, keep it at
@@ -484,4 +508,7 @@ def fan_out(
         transport=transport,
         retry=retry,
         http_backend=http_backend,
+        verify=verify,
+        cert=cert,
+        proxy=proxy,
     )

@@ -15,6 +15,7 @@ reported: memory does not grow with the number of rounds.
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -38,7 +39,7 @@ from ._fanout import (
 )
 from ._insight import Baseline, Insight
 from ._models import Stats
-from ._stack import Backend
+from ._stack import Backend, CertTypes
 from ._transports.retry import RetryPolicy
 
 __all__ = ["PollResult", "PollRound", "Poller", "watch"]
@@ -151,6 +152,9 @@ class Poller(_Session):
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         http_backend: Backend = "httpx",
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        proxy: str | httpx.URL | None = None,
     ) -> None:
         resolved = [_as_target(t) for t in targets]
         interval_seconds = _check_seconds("interval", interval)
@@ -168,6 +172,9 @@ class Poller(_Session):
                 transport=transport,
                 retry=retry,
                 http_backend=http_backend,
+                verify=verify,
+                cert=cert,
+                proxy=proxy,
             )
         )
         self._caches = [_Cache(t) for t in resolved]
@@ -294,6 +301,9 @@ def watch(
     transport: httpx.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
     http_backend: Backend = "httpx",
+    verify: ssl.SSLContext | str | bool = True,
+    cert: CertTypes | None = None,
+    proxy: str | httpx.URL | None = None,
 ) -> Poller:
     """Poll the stats of many caches every ``interval`` seconds: one :class:`PollRound` each time.
 
@@ -310,7 +320,8 @@ def watch(
     ``start + n * interval`` (no drift); the first is due at once. A cache
     whose previous call is still running is skipped, not called twice.
     ``rounds`` stops after that many rounds (default: never). Targets,
-    ``concurrency``, ``timeout``, ``http_backend`` and the shared HTTP client are as for
+    ``concurrency``, ``timeout``, ``http_backend``, ``verify``, ``cert``, ``proxy`` and the
+    shared HTTP client are as for
     :func:`fan_out`. Leaving ``async with`` cancels the calls in flight.
     """
     return Poller(
@@ -324,4 +335,7 @@ def watch(
         transport=transport,
         retry=retry,
         http_backend=http_backend,
+        verify=verify,
+        cert=cert,
+        proxy=proxy,
     )

@@ -84,3 +84,21 @@ def test_http_backend_is_refused_with_a_transport_of_yours(make: Any) -> None:
             transport=httpx.MockTransport(lambda request: httpx.Response(200)),
             http_backend="aiohttp",
         )
+
+
+@pytest.mark.parametrize("make", [fan_out, watch])
+@pytest.mark.parametrize(
+    "option", [{"verify": False}, {"proxy": "http://127.0.0.1:3128"}, {"cert": "client.pem"}]
+)
+def test_tls_and_proxy_options_are_refused_with_a_client_of_yours(
+    make: Any, option: dict[str, Any]
+) -> None:
+    """verify, cert and proxy configure the shared client's own transport: with an
+    http_client of yours they are a ValueError, as for AsyncAnalytics."""
+    with pytest.raises(ValueError, match="verify, cert and proxy"):
+        make(
+            [CacheCredentials("u", "p")],
+            AsyncAnalytics.stats if make is fan_out else 60.0,
+            http_client=httpx.AsyncClient(),
+            **option,
+        )

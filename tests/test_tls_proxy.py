@@ -416,3 +416,49 @@ def test_cert_with_an_ssl_context_is_refused(client_context: ssl.SSLContext) -> 
     """A client certificate goes into the SSLContext given as verify=, not beside it."""
     with pytest.raises(ValueError, match="load the client certificate"):
         AsyncAnalytics("u", "p", verify=client_context, cert="client.pem")
+
+
+# --- the same options for many caches ----------------------------------------------
+
+
+async def test_fan_out_and_watch_take_verify_and_proxy(
+    tls_origin: TLSOrigin, client_context: ssl.SSLContext, backend: str
+) -> None:
+    """fan_out and watch build their shared client with verify= and proxy=, as
+    AsyncAnalytics does: each cache's call goes through the tunnel, trusted by the test CA."""
+    from memcachier_async import CacheCredentials, fan_out, watch
+
+    proxy = RecordingProxy(tunnel_to=tls_origin.port)
+    targets = [CacheCredentials("user", PASSWORD, cache_id=i) for i in (1, 2)]
+    options: dict[str, Any] = {
+        "base_url": f"https://{TLS_NAME}/api/v1",
+        "http_backend": backend,
+        "verify": client_context,
+        "proxy": proxy.url,
+    }
+    try:
+        async with fan_out(targets, AsyncAnalytics.list_credentials, **options) as results:
+            got = [result async for result in results]
+        assert [(r.ok, r.value) for r in got] == [(True, []), (True, [])]
+        async with watch(targets, 5.0, rounds=1, **options) as poller:
+            rounds = [r async for r in poller]
+        # watch() asks for stats: this origin answers [] to everything, a decode error
+        # per cache, which shows the calls went through (and failed as that cache's result).
+        assert [r.status for r in rounds[0].results] == ["failed", "failed"]
+        assert len(tls_origin.heads) == 4
+        assert len(proxy.heads) >= 1  # CONNECT, one per tunnel
+        assert_no_credential(proxy)
+    finally:
+        proxy.close()
+    # Straight to the origin on loopback without the test CA: the certificate
+    # fails, as each cache's own error.
+    async with fan_out(
+        targets,
+        AsyncAnalytics.list_credentials,
+        base_url=f"https://127.0.0.1:{tls_origin.port}/api/v1",
+        http_backend=backend,  # type: ignore[arg-type]
+        retry=RetryPolicy.disabled(),
+    ) as results:
+        failed = [result async for result in results]
+    assert [type(r.error) for r in failed] == [TransportError, TransportError]
+    assert all(certificate_failure(r.error.__cause__) for r in failed if r.error)
