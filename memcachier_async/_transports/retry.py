@@ -25,7 +25,6 @@ every httpx exception it raises carries the same attempts in
 from __future__ import annotations
 
 import logging
-import math
 import ssl
 from collections.abc import Mapping
 from typing import Any
@@ -397,50 +396,63 @@ async def _send_once(
         stream=request.stream,
         extensions=extensions,
     )
-    limit = math.inf if remaining is None else max(remaining, 0.0)
-    with anyio.move_on_after(limit):
-        response = await inner.handle_async_request(attempt_request)
-        headers = response.headers
-        encoding = headers.get("content-encoding")
-        if isinstance(response.stream, httpx.ByteStream):
-            # Already in memory (the SDK's own transports read the body,
-            # decoded and bounded, and return the connection): nothing to
-            # hand back, no cancel scope to pay for.
-            body, _ = await read_body_in_memory(
-                b"".join(response.stream),
+    if remaining is None:
+        # No deadline: no cancel scope to pay for.
+        return await _read_response(inner, attempt_request)
+    with anyio.move_on_after(max(remaining, 0.0)):
+        return await _read_response(inner, attempt_request)
+    raise deadline_error(policy, queued=progress.queued, request=request)
+
+
+async def _read_response(
+    inner: httpx.AsyncBaseTransport, attempt_request: httpx.Request
+) -> httpx.Response:
+    """One attempt's response, its body read (decoded, bounded) and its connection back."""
+    response = await inner.handle_async_request(attempt_request)
+    headers = response.headers
+    encoding = headers.get("content-encoding")
+    if isinstance(response.stream, httpx.ByteStream):
+        # Already in memory (the SDK's own transports read the body,
+        # decoded and bounded, and return the connection): nothing to
+        # hand back, no cancel scope to pay for.
+        content = b"".join(response.stream)
+        body, _ = await read_body_in_memory(
+            content,
+            status_code=response.status_code,
+            content_encoding=encoding,
+            request=attempt_request,
+        )
+        if body is content and encoding is None and "network_stream" not in response.extensions:
+            # Nothing to change: the response is passed on as it is.
+            return response
+    else:
+        stream = response.stream
+        if not isinstance(stream, httpx.AsyncByteStream):
+            raise TypeError("RetryTransport needs an async transport to wrap")
+        try:
+            body, _ = await read_body(
+                stream,
                 status_code=response.status_code,
                 content_encoding=encoding,
+                content_length=headers.get("content-length"),
                 request=attempt_request,
+                abort=network_abort(response.extensions),
             )
-        else:
-            stream = response.stream
-            if not isinstance(stream, httpx.AsyncByteStream):
-                raise TypeError("RetryTransport needs an async transport to wrap")
-            try:
-                body, _ = await read_body(
-                    stream,
-                    status_code=response.status_code,
-                    content_encoding=encoding,
-                    content_length=headers.get("content-length"),
-                    request=attempt_request,
-                    abort=network_abort(response.extensions),
-                )
-            finally:
-                # Shielded: a cancelled call must still hand its connection back.
-                with anyio.CancelScope(shield=True):
-                    await response.aclose()
-        return httpx.Response(
-            response.status_code,
-            headers=decoded_headers(headers.raw, encoding is not None),
-            stream=httpx.ByteStream(body),
-            extensions={
-                # The connection went back to the pool with the body read.
-                k: v
-                for k, v in response.extensions.items()
-                if k != "network_stream"
-            },
-        )
-    raise deadline_error(policy, queued=progress.queued, request=request)
+        finally:
+            # Shielded: a cancelled call must still hand its connection back.
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+    return httpx.Response(
+        response.status_code,
+        headers=decoded_headers(headers.raw, encoding is not None),
+        stream=httpx.ByteStream(body),
+        extensions={
+            # The connection went back to the pool with the body read.
+            k: v
+            for k, v in response.extensions.items()
+            if k != "network_stream"
+        },
+    )
 
 
 def deadline_error(
