@@ -162,6 +162,27 @@ async def test_idle_connections_expire(server: Server) -> None:
         assert server.open == 1
 
 
+async def test_every_expired_idle_connection_is_closed_not_only_the_reused_one(
+    server: Server,
+) -> None:
+    """Two connections idle past keepalive_expiry: the next request closes both (the pool
+    expires them), not only the one it would have reused."""
+    transport = PoolTransport(limits=_limits(4, expiry=0.05))
+    async with httpx.AsyncClient(transport=transport) as client:
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(client.get, server.url + "/slow")
+        assert server.open == 2
+        await anyio.sleep(0.15)
+        await client.get(server.url + "/")
+        with anyio.fail_after(2):
+            while server.open > 1:  # noqa: ASYNC110 - the server's sockets close on their own
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.1)  # and it stays so: no expired socket is left open
+        assert server.open == 1
+        assert server.connections == 3
+
+
 async def test_aclose_closes_every_connection(server: Server) -> None:
     """Closing the transport closes its connections."""
     client = httpx.AsyncClient(transport=PoolTransport(limits=_limits(4)))
