@@ -40,6 +40,13 @@ def test_rfc850_two_digit_year_is_the_latest_not_50_years_ahead(
     assert parse_http_date(value, now=_at(now_year)) == _date(year, 11, 6)
 
 
+def test_retry_after_reads_a_two_digit_year_against_its_own_now() -> None:
+    """parse_retry_after hands its ``now`` to the date parser: ``-60`` seen in 1994 is
+    1960 (a past date, no wait), where against today's clock it would be 2060."""
+    now = _at(1994)
+    assert parse_retry_after("Friday, 01-Jan-60 00:00:00 GMT", now=now) == 0.0
+
+
 def test_rfc850_year_without_now_is_read_against_the_clock() -> None:
     """Without ``now`` the current year decides the century (a year in the past stays past)."""
     assert parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT") == _date(1994, 11, 6)
