@@ -274,10 +274,21 @@ def test_a_big_decode_leaves_no_pile_of_young_objects() -> None:
 
     body = json.dumps([HISTORY[0], HISTORY[1]] * 3000).encode()
     assert len(body) > THREAD_FROM
+    frozen_before = gc.get_freeze_count()
     decoded = _decode("history", body)
-    # Both young generations: left young, the pile is in generation 1 as soon
-    # as one collection of generation 0 has run (as one does on re-enabling).
-    assert len(gc.get_objects(generation=0)) + len(gc.get_objects(generation=1)) < 2000
+    # The records themselves, in both young generations: left young, the pile
+    # is in generation 1 as soon as one collection of generation 0 has run (as
+    # one does on re-enabling). Counted by identity, not by the generations'
+    # sizes: what else is young there (the test runner's own objects) differs
+    # between Python versions.
+    young = {id(o) for generation in (0, 1) for o in gc.get_objects(generation=generation)}
+    left_young = sum(id(record) in young for record in decoded)
+    if frozen_before == 0:
+        assert left_young == 0
+    else:
+        # CPython 3.12 starts with objects frozen (375 on 3.12.1, none on 3.10,
+        # 3.11 or 3.13): the decode then keeps that freeze and ages nothing.
+        assert gc.get_freeze_count() == frozen_before
     assert gc.isenabled()
     gc.freeze()
     try:
