@@ -17,6 +17,7 @@ bodies), error-body scrubbing and the proxy policy are at the end.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import resource
@@ -111,9 +112,9 @@ _FIGURES: list[dict[str, Any]] = []
 # --- the server and the measurements -----------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def hostile_port() -> Iterator[int]:
-    """The hostile server, in a process of its own, on a free loopback port."""
+@contextlib.contextmanager
+def _hostile_server() -> Iterator[int]:
+    """``hostile_server.py`` in a process of its own; its free loopback port."""
     process = subprocess.Popen(
         [sys.executable, str(HERE / "hostile_server.py")],
         stdin=subprocess.PIPE,
@@ -122,20 +123,26 @@ def hostile_port() -> Iterator[int]:
     )
     assert process.stdout is not None
     assert process.stdin is not None
-    port = int(process.stdout.readline())
     try:
-        yield port
+        yield int(process.stdout.readline())
     finally:
-        process.stdin.close()
+        process.stdin.close()  # the server stops when its stdin closes
         try:
             process.wait(5)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
         process.stdout.close()
-        report = os.environ.get("HOSTILE_REPORT")
-        if report:
-            Path(report).write_text(json.dumps(_FIGURES, indent=1))
+
+
+@pytest.fixture(scope="session")
+def hostile_port() -> Iterator[int]:
+    """The hostile server, in a process of its own, on a free loopback port."""
+    with _hostile_server() as port:
+        yield port
+    report = os.environ.get("HOSTILE_REPORT")
+    if report:
+        Path(report).write_text(json.dumps(_FIGURES, indent=1))
 
 
 def _status_kib(field: str) -> int | None:
@@ -342,21 +349,8 @@ async def test_misbehaving_server_past_the_size_limit(
 @pytest.fixture(scope="session")
 def proxy_port() -> Iterator[int]:
     """A second hostile server, used as the proxy: it records every request it gets."""
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "hostile_server.py")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    assert process.stdin is not None
-    port = int(process.stdout.readline())
-    try:
+    with _hostile_server() as port:
         yield port
-    finally:
-        process.stdin.close()
-        process.wait(5)
-        process.stdout.close()
 
 
 @pytest.mark.anyio
