@@ -28,7 +28,16 @@ from ._errors import (
     UnknownCredentialError,
 )
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
-from ._stack import DEFAULT_LIMITS, DEFAULT_TIMEOUT, CertTypes, Stack, build_stack, is_loopback
+from ._stack import (
+    DEFAULT_LIMITS,
+    DEFAULT_TIMEOUT,
+    CertTypes,
+    Stack,
+    StackOptions,
+    build_stack,
+    check_headers,
+    is_loopback,
+)
 from ._transports import hooks as _hooks
 from ._transports.body import (
     DEFAULT_MAX_RESPONSE_SIZE,
@@ -129,20 +138,6 @@ def _check_identity(username: str, password: str, cache_id: int | None) -> None:
         raise ValueError("cache_id must be a non-negative int below 2**63")
 
 
-_RESERVED_HEADERS = frozenset({"authorization", "host", "content-length", "transfer-encoding"})
-
-
-def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for name, value in (headers or {}).items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError("headers must map str to str")
-        if name.lower() in _RESERVED_HEADERS:
-            raise ValueError(f"headers must not set {name!r}: the SDK sets it")
-        found[name] = value
-    return found
-
-
 def _auth_headers(
     username: str, password: str, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -172,14 +167,6 @@ def _secrets(authorization: str) -> tuple[str, ...]:
     if len(password) >= 4:
         found.append(password)
     return tuple(found)
-
-
-def _check_max_response_size(value: int | None) -> int | None:
-    if value is None:
-        return None
-    if type(value) is not int or value < 1:
-        raise ValueError("max_response_size must be a positive int (bytes), or None for no bound")
-    return value
 
 
 class _Session:
@@ -269,21 +256,20 @@ class AsyncAnalytics:
         headers: Mapping[str, str] | None = None,
     ) -> None:
         _check_identity(username, password, cache_id)
-        max_response_size = _check_max_response_size(max_response_size)
-        extra_headers = _check_headers(headers)
         base_url = _check_base_url(base_url)
-        stack = build_stack(
-            base_url=base_url,
+        options = StackOptions(
             http_client=http_client,
             transport=transport,
             retry=retry,
             http_backend=http_backend,
             limits=limits,
-            timeout=timeout,
             verify=verify,
             cert=cert,
             proxy=proxy,
+            max_response_size=max_response_size,
+            headers=headers,
         )
+        stack = build_stack(options, base_url=base_url, timeout=timeout)
         self._setup(
             username,
             password,
@@ -291,8 +277,8 @@ class AsyncAnalytics:
             base_url,
             stack,
             owns_client=stack.owned,
-            max_response_size=max_response_size,
-            headers=extra_headers,
+            max_response_size=options.max_response_size,
+            headers=options.headers,
         )
 
     def _setup(
@@ -375,7 +361,7 @@ class AsyncAnalytics:
         view._owns_client = False
         if headers:
             view._extra_headers = MappingProxyType(
-                {**self._extra_headers, **_check_headers(headers)}
+                {**self._extra_headers, **check_headers(headers)}
             )
         if timeout is not None:
             view._deadline = _check_timeout(timeout)
@@ -721,11 +707,21 @@ def client_on_stack(
 ) -> AsyncAnalytics:
     """A client of one credential set on a stack others share (``fan_out``, ``watch``).
 
-    Checked as the constructor checks; it never closes the stack (its
+    Checked as the constructor checks; it sends the stack's ``headers`` and
+    reads within its ``max_response_size``; it never closes the stack (its
     builder does).
     """
     _check_identity(username, password, cache_id)
     base_url = _check_base_url(base_url)
     api = AsyncAnalytics.__new__(AsyncAnalytics)
-    api._setup(username, password, cache_id, base_url, stack, owns_client=False)
+    api._setup(
+        username,
+        password,
+        cache_id,
+        base_url,
+        stack,
+        owns_client=False,
+        max_response_size=stack.options.max_response_size,
+        headers=stack.options.headers,
+    )
     return api

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Generic, TypeAlias, TypeVar
 
@@ -29,9 +29,15 @@ import attrs
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._client import DEFAULT_BASE_URL, DEFAULT_LIMITS, AsyncAnalytics, client_on_stack
+from ._client import (
+    DEFAULT_BASE_URL,
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_RESPONSE_SIZE,
+    AsyncAnalytics,
+    client_on_stack,
+)
 from ._errors import MemcachierError, ServerError
-from ._stack import Backend, CertTypes, Stack, build_stack, check_stack_arguments
+from ._stack import Backend, CertTypes, Stack, StackOptions, build_stack
 from ._transports.retry import RetryPolicy
 
 __all__ = [
@@ -137,64 +143,30 @@ class _Clients:
     """The client of each target, built when first needed.
 
     Credential sets share one ``httpx.AsyncClient``: the one given, or one
-    made here (pool of ``pool_size`` connections, retried with ``retry``)
-    and closed by :meth:`aclose`.
+    made here from ``options`` (pool of ``pool_size`` connections unless
+    ``options.limits`` says otherwise) and closed by :meth:`aclose`. The
+    options were checked when made, so a bad one was refused before this.
     """
 
     def __init__(
         self,
         targets: Sequence[AsyncAnalytics | CacheCredentials],
+        options: StackOptions,
         *,
         pool_size: int,
         base_url: str,
-        http_client: httpx.AsyncClient | None,
-        transport: httpx.AsyncBaseTransport | None,
-        retry: RetryPolicy | None,
-        http_backend: Backend = "httpx",
-        verify: ssl.SSLContext | str | bool = True,
-        cert: CertTypes | None = None,
-        proxy: str | httpx.URL | None = None,
     ) -> None:
-        # Refused now, as AsyncAnalytics refuses them; built when first needed.
-        check_stack_arguments(
-            http_client=http_client,
-            transport=transport,
-            retry=retry,
-            http_backend=http_backend,
-            verify=verify,
-            cert=cert,
-            proxy=proxy,
-        )
-        self._http_backend = http_backend
-        self._tls = (verify, cert, proxy)
         self._targets = targets
+        self._options = options
         self._base_url = base_url
-        self._http_client = http_client
-        self._transport = transport
-        self._retry = retry
         self._pool_size = pool_size
         self._stack: Stack | None = None
         self._built: dict[int, AsyncAnalytics] = {}
 
     def _shared(self) -> Stack:
         if self._stack is None:
-            theirs = self._http_client is not None or self._transport is not None
             self._stack = build_stack(
-                base_url=self._base_url,
-                http_client=self._http_client,
-                transport=self._transport,
-                retry=self._retry,
-                http_backend=self._http_backend,
-                verify=self._tls[0],
-                cert=self._tls[1],
-                proxy=self._tls[2],
-                limits=None
-                if theirs
-                else httpx.Limits(
-                    max_connections=self._pool_size,
-                    max_keepalive_connections=self._pool_size,
-                    keepalive_expiry=DEFAULT_LIMITS.keepalive_expiry,
-                ),
+                self._options, base_url=self._base_url, pool_size=self._pool_size
             )
         return self._stack
 
@@ -323,26 +295,26 @@ class FanOut(_Session, Generic[T]):
         verify: ssl.SSLContext | str | bool = True,
         cert: CertTypes | None = None,
         proxy: str | httpx.URL | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
     ) -> None:
+        options = StackOptions(
+            http_client=http_client,
+            transport=transport,
+            retry=retry,
+            http_backend=http_backend,
+            verify=verify,
+            cert=cert,
+            proxy=proxy,
+            max_response_size=max_response_size,
+            headers=headers,
+        )
         self._targets = [_as_target(t) for t in targets]
         self._call = call
         self._limit = _check_concurrency(concurrency)
         self._deadline = _check_seconds("deadline", deadline)
         self._timeout = _check_seconds("timeout", timeout)
-        super().__init__(
-            _Clients(
-                self._targets,
-                pool_size=self._limit,
-                base_url=base_url,
-                http_client=http_client,
-                transport=transport,
-                retry=retry,
-                http_backend=http_backend,
-                verify=verify,
-                cert=cert,
-                proxy=proxy,
-            )
-        )
+        super().__init__(_Clients(self._targets, options, pool_size=self._limit, base_url=base_url))
         self._next = 0  # the index of the next target to start
         self._running = 0
         self._remaining = len(self._targets)
@@ -461,6 +433,8 @@ def fan_out(
     verify: ssl.SSLContext | str | bool = True,
     cert: CertTypes | None = None,
     proxy: str | httpx.URL | None = None,
+    headers: Mapping[str, str] | None = None,
+    max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
 ) -> FanOut[T]:
     """Run ``call`` for every target; yield a :class:`CacheResult` as each completes.
 
@@ -480,7 +454,12 @@ def fan_out(
     (``retry`` with ``http_client`` is a ``ValueError``: wrap that client's
     transport in :class:`RetryTransport` instead; ``http_backend="aiohttp"``
     runs on asyncio only); so do ``verify``, ``cert`` and ``proxy``, which
-    configure the shared client's own transport.
+    configure the shared client's own transport, and ``headers`` (sent with
+    every request of every cache) and ``max_response_size`` (the bound of
+    each call's body: a larger one is that cache's
+    :class:`ResponseTooLargeError`). All of them apply to the clients made
+    for credential sets; an :class:`AsyncAnalytics` target keeps its own.
+    A bad value is refused here, as the constructor refuses it.
 
     - At most ``concurrency`` calls run at once (default: the pool size of
       :data:`DEFAULT_LIMITS`, 100). With your own ``http_client``, keep it at
@@ -511,4 +490,6 @@ def fan_out(
         verify=verify,
         cert=cert,
         proxy=proxy,
+        headers=headers,
+        max_response_size=max_response_size,
     )

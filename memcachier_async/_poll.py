@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 import anyio
@@ -24,7 +24,7 @@ import anyio.abc
 import attrs
 import httpx
 
-from ._client import DEFAULT_BASE_URL
+from ._client import DEFAULT_BASE_URL, DEFAULT_MAX_RESPONSE_SIZE
 from ._errors import ServerError
 from ._fanout import (
     CacheTimeout,
@@ -39,7 +39,7 @@ from ._fanout import (
 )
 from ._insight import Baseline, Insight
 from ._models import Stats
-from ._stack import Backend, CertTypes
+from ._stack import Backend, CertTypes, StackOptions
 from ._transports.retry import RetryPolicy
 
 __all__ = ["PollResult", "PollRound", "Poller", "watch"]
@@ -155,7 +155,20 @@ class Poller(_Session):
         verify: ssl.SSLContext | str | bool = True,
         cert: CertTypes | None = None,
         proxy: str | httpx.URL | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
     ) -> None:
+        options = StackOptions(
+            http_client=http_client,
+            transport=transport,
+            retry=retry,
+            http_backend=http_backend,
+            verify=verify,
+            cert=cert,
+            proxy=proxy,
+            max_response_size=max_response_size,
+            headers=headers,
+        )
         resolved = [_as_target(t) for t in targets]
         interval_seconds = _check_seconds("interval", interval)
         if interval_seconds is None or not math.isfinite(interval_seconds):
@@ -163,20 +176,7 @@ class Poller(_Session):
         if rounds is not None and (type(rounds) is not int or rounds < 0):
             raise ValueError("rounds must be a non-negative int, or None")
         limit = _check_concurrency(concurrency)
-        super().__init__(
-            _Clients(
-                resolved,
-                pool_size=limit,
-                base_url=base_url,
-                http_client=http_client,
-                transport=transport,
-                retry=retry,
-                http_backend=http_backend,
-                verify=verify,
-                cert=cert,
-                proxy=proxy,
-            )
-        )
+        super().__init__(_Clients(resolved, options, pool_size=limit, base_url=base_url))
         self._caches = [_Cache(t) for t in resolved]
         self._interval = interval_seconds
         self._rounds = rounds
@@ -304,6 +304,8 @@ def watch(
     verify: ssl.SSLContext | str | bool = True,
     cert: CertTypes | None = None,
     proxy: str | httpx.URL | None = None,
+    headers: Mapping[str, str] | None = None,
+    max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
 ) -> Poller:
     """Poll the stats of many caches every ``interval`` seconds: one :class:`PollRound` each time.
 
@@ -320,9 +322,10 @@ def watch(
     ``start + n * interval`` (no drift); the first is due at once. A cache
     whose previous call is still running is skipped, not called twice.
     ``rounds`` stops after that many rounds (default: never). Targets,
-    ``concurrency``, ``timeout``, ``http_backend``, ``verify``, ``cert``, ``proxy`` and the
-    shared HTTP client are as for
-    :func:`fan_out`. Leaving ``async with`` cancels the calls in flight.
+    ``concurrency``, ``timeout``, ``http_backend``, ``verify``, ``cert``,
+    ``proxy``, ``headers``, ``max_response_size`` and the shared HTTP client
+    are as for :func:`fan_out` (a body over ``max_response_size`` fails that
+    cache in the round). Leaving ``async with`` cancels the calls in flight.
     """
     return Poller(
         targets,
@@ -338,4 +341,6 @@ def watch(
         verify=verify,
         cert=cert,
         proxy=proxy,
+        headers=headers,
+        max_response_size=max_response_size,
     )

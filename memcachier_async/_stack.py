@@ -1,10 +1,12 @@
 """The client stack, built in one place: transport, retries, ``httpx.AsyncClient``.
 
 ``AsyncAnalytics``, :func:`fan_out` and :func:`watch` all take the same
-arguments for it (``http_client``, ``transport``, ``retry``, and for a
-stack of their own ``http_backend``, ``limits``, ``timeout``) and get them
-checked and applied by :func:`build_stack`, so an argument means the same
-thing everywhere and a combination is refused the same way everywhere::
+arguments for it (``http_client``, ``transport``, ``retry``, ``headers``,
+``max_response_size``, and for a stack of their own ``http_backend``,
+``verify``, ``cert``, ``proxy``, ``limits``) and turn them into one
+:class:`StackOptions`, checked when it is made and applied by
+:func:`build_stack`, so an argument means the same thing everywhere and a
+bad value or combination is refused the same way everywhere::
 
     own client:  httpx.AsyncClient(RetryTransport(PoolTransport | AiohttpTransport | transport))
     given client: used as it is (wrap its transport in RetryTransport to retry)
@@ -17,11 +19,13 @@ import os
 import ssl
 import urllib.request
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 import attrs
 import httpx
 
+from ._transports.body import DEFAULT_MAX_RESPONSE_SIZE
 from ._transports.direct import DirectSender, SharedParts
 from ._transports.pool import PoolTransport
 from ._transports.retry import RetryPolicy, RetryTransport
@@ -37,7 +41,10 @@ __all__ = [
     "Backend",
     "CertTypes",
     "Stack",
+    "StackOptions",
     "build_stack",
+    "check_headers",
+    "check_max_response_size",
     "is_loopback",
     "set_mock",
 ]
@@ -105,6 +112,9 @@ class Stack:
     #: The aiohttp transport the SDK made for ``client`` (``http_backend="aiohttp"``):
     #: its calls then skip httpx's models altogether (see ``aiohttp.AiohttpSender``).
     aiohttp: AiohttpTransport | None = None
+    #: The options it was built with: every client on it sends their
+    #: ``headers`` and reads within their ``max_response_size``.
+    options: StackOptions = attrs.field(factory=lambda: StackOptions())
 
     def sender(self, headers: Mapping[str, str]) -> Sender | None:
         """A sender for one set of credentials, if the client is the SDK's."""
@@ -122,82 +132,126 @@ class Stack:
             await self.client.aclose()
 
 
-def check_stack_arguments(
-    *,
-    http_client: httpx.AsyncClient | None,
-    transport: httpx.AsyncBaseTransport | None,
-    retry: RetryPolicy | None,
-    http_backend: Backend = "httpx",
-    limits: httpx.Limits | None = None,
-    verify: ssl.SSLContext | str | bool = True,
-    cert: CertTypes | None = None,
-    proxy: str | httpx.URL | None = None,
-) -> None:
-    """Refuse the combinations that could not mean what they say (``ValueError``)."""
-    if http_client is not None and transport is not None:
-        raise ValueError("pass either http_client or transport, not both")
-    if http_backend not in ("httpx", "aiohttp"):
-        raise ValueError(f"http_backend must be 'httpx' or 'aiohttp', not {http_backend!r}")
-    theirs = http_client is not None or transport is not None
-    if http_backend != "httpx" and theirs:
-        raise ValueError("http_backend chooses the client's own transport: not with ours")
-    if limits is not None and theirs:
-        raise ValueError("limits size the client's own transport: not with ours")
-    if (verify is not True or cert is not None or proxy is not None) and theirs:
-        raise ValueError(
-            "verify, cert and proxy configure the client's own transport: "
-            "set them on your http_client or transport instead"
-        )
-    if http_client is not None and retry is not None and retry.max_attempts > 1:
-        raise ValueError(
-            "retry= applies to the client's own transport; with http_client, wrap "
-            "its transport in RetryTransport(transport, policy) instead"
-        )
+_RESERVED_HEADERS = frozenset({"authorization", "host", "content-length", "transfer-encoding"})
+
+
+def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The extra headers of every request, checked: str to str, none the SDK sets."""
+    found: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError("headers must map str to str")
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"headers must not set {name!r}: the SDK sets it")
+        found[name] = value
+    return found
+
+
+def check_max_response_size(value: int | None) -> int | None:
+    """A positive int (bytes), or ``None`` for no bound."""
+    if value is None:
+        return None
+    if type(value) is not int or value < 1:
+        raise ValueError("max_response_size must be a positive int (bytes), or None for no bound")
+    return value
+
+
+def _frozen_headers(headers: Mapping[str, str] | None) -> Mapping[str, str]:
+    return MappingProxyType(check_headers(headers))
+
+
+@attrs.frozen(eq=False)
+class StackOptions:
+    """The arguments of a client stack, checked once, when made.
+
+    ``AsyncAnalytics``, :class:`FanOut` and :class:`Poller` each turn their
+    keywords into one of these and hand it down whole (to
+    :func:`build_stack`, and through :class:`Stack` to every client on the
+    stack), so an argument means the same thing everywhere and a bad value
+    or combination is refused the same way, before anything is built.
+
+    ``headers`` and ``max_response_size`` are what every client on the
+    stack sends with and reads within; the others shape the stack itself.
+    ``limits`` is ``None`` for the default pool (see :func:`build_stack`).
+    Neither the proxy URL, the certificate nor the headers are in ``repr``:
+    each may hold a secret.
+    """
+
+    http_client: httpx.AsyncClient | None = None
+    transport: httpx.AsyncBaseTransport | None = None
+    retry: RetryPolicy | None = None
+    http_backend: Backend = "httpx"
+    limits: httpx.Limits | None = None
+    verify: ssl.SSLContext | str | bool = attrs.field(default=True, repr=False)
+    cert: CertTypes | None = attrs.field(default=None, repr=False)
+    proxy: str | httpx.URL | None = attrs.field(default=None, repr=False)
+    max_response_size: int | None = attrs.field(
+        default=DEFAULT_MAX_RESPONSE_SIZE, converter=check_max_response_size
+    )
+    headers: Mapping[str, str] = attrs.field(default=None, converter=_frozen_headers, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        """Refuse the combinations that could not mean what they say (``ValueError``)."""
+        if self.http_client is not None and self.transport is not None:
+            raise ValueError("pass either http_client or transport, not both")
+        if self.http_backend not in ("httpx", "aiohttp"):
+            raise ValueError(
+                f"http_backend must be 'httpx' or 'aiohttp', not {self.http_backend!r}"
+            )
+        theirs = self.theirs
+        if self.http_backend != "httpx" and theirs:
+            raise ValueError("http_backend chooses the client's own transport: not with ours")
+        if self.limits is not None and theirs:
+            raise ValueError("limits size the client's own transport: not with ours")
+        if (self.verify is not True or self.cert is not None or self.proxy is not None) and theirs:
+            raise ValueError(
+                "verify, cert and proxy configure the client's own transport: "
+                "set them on your http_client or transport instead"
+            )
+        if self.http_client is not None and self.retry is not None and self.retry.max_attempts > 1:
+            raise ValueError(
+                "retry= applies to the client's own transport; with http_client, wrap "
+                "its transport in RetryTransport(transport, policy) instead"
+            )
+
+    @property
+    def theirs(self) -> bool:
+        """Whether the user gave the client or the transport (no transport of ours)."""
+        return self.http_client is not None or self.transport is not None
 
 
 def build_stack(
+    options: StackOptions,
     *,
     base_url: str,
-    http_client: httpx.AsyncClient | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    retry: RetryPolicy | None = None,
-    http_backend: Backend = "httpx",
-    limits: httpx.Limits | None = None,
     timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
-    verify: ssl.SSLContext | str | bool = True,
-    cert: CertTypes | None = None,
-    proxy: str | httpx.URL | None = None,
+    pool_size: int | None = None,
 ) -> Stack:
-    """The stack for these arguments (checked with :func:`check_stack_arguments`).
+    """The stack for these (already checked) options.
 
     A given ``http_client`` is used as it is. Otherwise the stack is the
     given ``transport`` or one of ours (``http_backend``, sized by
-    ``limits``, with ``verify``/``cert``, through ``proxy`` or the
-    environment's proxy where :func:`proxy_for` allows one), under a
+    ``limits``, else by ``pool_size`` connections, else
+    :data:`DEFAULT_LIMITS`; with ``verify``/``cert``, through ``proxy`` or
+    the environment's proxy where :func:`proxy_for` allows one), under a
     :class:`RetryTransport` with ``retry`` (a ``RetryPolicy()`` of its own by
     default; a given ``RetryTransport`` is not wrapped twice).
     """
-    check_stack_arguments(
-        http_client=http_client,
-        transport=transport,
-        retry=retry,
-        http_backend=http_backend,
-        limits=limits,
-        verify=verify,
-        cert=cert,
-        proxy=proxy,
-    )
-    if http_client is not None:
-        _check_client_route(http_client, base_url)
-        return Stack(http_client, owned=False)
-    limits = DEFAULT_LIMITS if limits is None else limits
+    if options.http_client is not None:
+        _check_client_route(options.http_client, base_url)
+        return Stack(options.http_client, owned=False, options=options)
+    limits = options.limits
+    if limits is None:
+        limits = DEFAULT_LIMITS if pool_size is None else _pool_limits(pool_size)
+    transport = options.transport
     if transport is None and _mocks:
         transport = _mocks[-1](base_url)
     own_aiohttp: AiohttpTransport | None = None
     if transport is None:
+        proxy = options.proxy
         proxy_url = proxy_for(base_url, None if proxy is None else str(proxy))
-        context = ssl_context(verify, cert)
-        if http_backend == "aiohttp":
+        context = ssl_context(options.verify, options.cert)
+        if options.http_backend == "aiohttp":
             # Imported here: aiohttp is an optional extra.
             from ._transports.aiohttp import AiohttpTransport
 
@@ -206,6 +260,7 @@ def build_stack(
             )
         else:
             transport = PoolTransport(limits=limits, proxy=proxy_url, verify=context)
+    retry = options.retry
     if not isinstance(transport, RetryTransport) or retry is not None:
         transport = RetryTransport(transport, RetryPolicy() if retry is None else retry)
     client = httpx.AsyncClient(
@@ -217,6 +272,16 @@ def build_stack(
         parts=SharedParts(client, transport),
         retry=transport,
         aiohttp=own_aiohttp,
+        options=options,
+    )
+
+
+def _pool_limits(size: int) -> httpx.Limits:
+    """A pool of ``size`` connections, all kept alive as long as the default keeps them."""
+    return httpx.Limits(
+        max_connections=size,
+        max_keepalive_connections=size,
+        keepalive_expiry=DEFAULT_LIMITS.keepalive_expiry,
     )
 
 

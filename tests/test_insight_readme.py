@@ -23,7 +23,14 @@ BASE = "https://analytics.memcachier.com/api/v1"
 def insight_examples() -> dict[str, Any]:
     """Execute the python blocks of the insight page."""
     code = page_code("insight.md")
-    assert {"show_totals", "show_hit_rate", "hit_rate_chart", "check_all", "poll"} <= code.keys()
+    assert {
+        "show_totals",
+        "show_hit_rate",
+        "hit_rate_chart",
+        "check_all",
+        "tagged_check",
+        "poll",
+    } <= (code.keys())
     return code
 
 
@@ -101,6 +108,21 @@ async def test_fan_out_example(capsys: pytest.CaptureFixture[str]) -> None:
         "cache3: PermissionDeniedError: 403 Forbidden from GET "
         f"{BASE}/3/stats: You are not authorized to perform this action.",
     ]
+
+
+async def test_tagged_fan_out_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """tagged_check sends X-Team to every cache and reports the one body over its limit."""
+    code = insight_examples()
+    body = (SAMPLES / "stats_two_servers.json").read_bytes()
+    with respx.mock(base_url=BASE) as router:
+        router.get("/1/stats").respond(json={})
+        router.get("/2/stats").respond(content=body)
+        targets = [CacheCredentials(f"cache{i}", "pw", cache_id=i) for i in (1, 2)]
+        answered = await code["tagged_check"](targets, limit=len(body) - 1)
+        sent = [call.request.headers.get("x-team") for call in router.calls]
+    assert sent == ["payments", "payments"]
+    assert answered == ["cache1"]
+    assert capsys.readouterr().out.splitlines() == [f"cache2: answer over {len(body) - 1:,} bytes"]
 
 
 async def test_poll_example(

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from memcachier_async import AsyncAnalytics, CacheCredentials, RetryPolicy, fan_out, watch
-from memcachier_async._stack import build_stack
+from memcachier_async._stack import StackOptions, build_stack
 from memcachier_async._transports.pool import PoolTransport
 from memcachier_async._transports.retry import RetryTransport
 
@@ -115,7 +115,7 @@ async def test_a_given_http_client_is_used_as_it_is_and_never_closed() -> None:
 
 async def test_the_own_stack_is_retries_over_the_pool() -> None:
     """Without a client or transport: an owned httpx client over RetryTransport over PoolTransport."""
-    stack = build_stack(base_url=BASE, retry=retry(2))
+    stack = build_stack(StackOptions(retry=retry(2)), base_url=BASE)
     try:
         assert stack.owned
         transport = stack.client._transport  # httpx keeps it there
@@ -131,7 +131,7 @@ async def test_the_own_stack_is_retries_over_the_pool() -> None:
 async def test_a_given_client_stack_is_not_ours_to_close() -> None:
     """A stack on a given client has no direct sender and leaves the client open when closed."""
     async with httpx.AsyncClient() as http:
-        stack = build_stack(base_url=BASE, http_client=http)
+        stack = build_stack(StackOptions(http_client=http), base_url=BASE)
         assert not stack.owned
         assert stack.sender({}) is None
         await stack.aclose()

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Literal
 
 from memcachier_async._client import DEFAULT_BASE_URL, client_on_stack
-from memcachier_async._stack import build_stack
+from memcachier_async._stack import StackOptions, build_stack
 
 from .common import ConfigError, NamedClient, Selection
 from .emulated import emulated_clients
@@ -44,9 +44,8 @@ async def open_clients(
     # sockets), built as AsyncAnalytics builds its own.
     try:
         stack = build_stack(
+            StackOptions(retry=selection.retry, http_backend=http_backend),
             base_url=targets[0].base_url if targets else DEFAULT_BASE_URL,
-            retry=selection.retry,
-            http_backend=http_backend,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
