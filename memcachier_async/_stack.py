@@ -189,6 +189,10 @@ class StackOptions:
         default=DEFAULT_MAX_RESPONSE_SIZE, converter=check_max_response_size
     )
     headers: Mapping[str, str] = attrs.field(default=None, converter=_frozen_headers, repr=False)
+    # Made with the options when verify or cert is not the default, so that a
+    # bad one is refused by fan_out() and watch() as by the constructor, not
+    # turned into every cache's error when their stack is built later.
+    _tls: ssl.SSLContext | None = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         """Refuse the combinations that could not mean what they say (``ValueError``)."""
@@ -213,6 +217,12 @@ class StackOptions:
                 "retry= applies to the client's own transport; with http_client, wrap "
                 "its transport in RetryTransport(transport, policy) instead"
             )
+        if not theirs and (self.verify is not True or self.cert is not None):
+            object.__setattr__(self, "_tls", ssl_context(self.verify, self.cert))
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The TLS context of the client's own transport, for ``verify`` and ``cert``."""
+        return ssl_context(self.verify, self.cert) if self._tls is None else self._tls
 
     @property
     def theirs(self) -> bool:
@@ -250,7 +260,7 @@ def build_stack(
     if transport is None:
         proxy = options.proxy
         proxy_url = proxy_for(base_url, None if proxy is None else str(proxy))
-        context = ssl_context(options.verify, options.cert)
+        context = options.tls_context()
         if options.http_backend == "aiohttp":
             # Imported here: aiohttp is an optional extra.
             from ._transports.aiohttp import AiohttpTransport

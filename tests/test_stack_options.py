@@ -8,6 +8,7 @@ the headers are read where the server would read them.
 from __future__ import annotations
 
 import inspect
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -155,10 +156,34 @@ def test_every_entry_point_takes_the_stack_options_with_async_analytics_defaults
     entry: Callable[..., object],
 ) -> None:
     """fan_out, FanOut, watch and Poller take every stack option, defaulting as AsyncAnalytics does."""
-    fields = {field.name for field in attrs.fields(StackOptions)} - ONLY_ASYNC_ANALYTICS
+    fields = {
+        field.name for field in attrs.fields(StackOptions) if field.init
+    } - ONLY_ASYNC_ANALYTICS
     theirs = inspect.signature(AsyncAnalytics).parameters
     ours = inspect.signature(entry).parameters
     assert fields <= set(ours)
     for name in fields:
         assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY, name
         assert ours[name].default == theirs[name].default, name
+
+
+BAD_TLS = [
+    pytest.param({"verify": 123}, id="verify-type"),
+    pytest.param({"cert": 5}, id="cert-type"),
+    pytest.param({"cert": ("a.pem", "b.key", "pw", "extra")}, id="cert-tuple"),
+    pytest.param({"verify": ssl.create_default_context(), "cert": "c.pem"}, id="cert-with-context"),
+    pytest.param({"verify": "/nonexistent/ca-bundle.pem"}, id="missing-ca-file"),
+]
+
+
+@pytest.mark.parametrize("make", MAKERS)
+@pytest.mark.parametrize("bad", BAD_TLS)
+def test_bad_tls_values_are_refused_at_once_as_async_analytics_refuses_them(
+    make: Callable[..., object], bad: dict[str, Any]
+) -> None:
+    """A bad verify= or cert= raises from fan_out()/watch() itself, as from AsyncAnalytics, not per cache."""
+    with pytest.raises(Exception) as theirs:  # noqa: PT011 - compared with ours just below
+        AsyncAnalytics("user", "pw", cache_id=14, **bad)
+    with pytest.raises(type(theirs.value)) as ours:
+        make(**bad)
+    assert str(ours.value) == str(theirs.value)
