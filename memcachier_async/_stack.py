@@ -195,7 +195,8 @@ class StackOptions:
     _tls: ssl.SSLContext | None = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        """Refuse the combinations that could not mean what they say (``ValueError``)."""
+        """Refuse the combinations that could not mean what they say (``ValueError``),
+        and a ``verify``/``cert`` no TLS context can be made of (as :func:`ssl_context`)."""
         if self.http_client is not None and self.transport is not None:
             raise ValueError("pass either http_client or transport, not both")
         if self.http_backend not in ("httpx", "aiohttp"):
