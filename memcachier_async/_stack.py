@@ -27,7 +27,7 @@ import httpx
 
 from ._transports.body import DEFAULT_MAX_RESPONSE_SIZE
 from ._transports.direct import DirectSender, SharedParts
-from ._transports.pool import PoolTransport
+from ._transports.pool import PoolTransport, default_tls_context
 from ._transports.retry import RetryPolicy, RetryTransport
 
 if TYPE_CHECKING:
@@ -308,6 +308,8 @@ def ssl_context(verify: ssl.SSLContext | str | bool, cert: CertTypes | None) -> 
         if cert is not None:
             raise ValueError("with verify=<SSLContext>, load the client certificate into it")
         return verify
+    if verify is True and cert is None:
+        return default_tls_context()
     if isinstance(verify, bool):
         context = httpx.create_ssl_context(verify=verify)
     elif isinstance(verify, (str, os.PathLike)):

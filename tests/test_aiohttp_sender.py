@@ -85,3 +85,50 @@ async def test_a_deadline_after_sending_leaves_the_outcome_unknown() -> None:
     assert [a.outcome for a in caught.value.attempts] == ["DeadlineExceeded"]
     assert elapsed < 1.4
     assert len(server.requests) == 1
+
+
+@pytest.mark.anyio
+async def test_a_read_timeout_shorter_than_the_deadline_still_ends_the_attempt() -> None:
+    """timeout=Timeout(5, read=0.3) under a 5 s deadline: the slow answer is a ReadTimeout
+    attempt after about 0.3 s, not a wait until the deadline."""
+    policy = RetryPolicy(max_attempts=1, deadline=5.0, budget=None)
+    with LoopbackServer(slow) as server:
+        async with AsyncAnalytics(
+            "user",
+            "pw",
+            cache_id=1,
+            base_url=server.url(),
+            http_backend="aiohttp",
+            timeout=httpx.Timeout(5.0, read=0.3),
+            retry=policy,
+        ) as api:
+            started = time.monotonic()
+            with pytest.raises(TransportError) as caught:
+                await api.list_credentials()
+            elapsed = time.monotonic() - started
+    assert [a.outcome for a in caught.value.attempts] == ["ReadTimeout"]
+    assert elapsed < 1.2
+
+
+@pytest.mark.anyio
+async def test_no_timer_is_armed_that_only_the_deadline_could_beat() -> None:
+    """With the default timeouts every phase is at least the deadline: each attempt's
+    aiohttp timeout is the deadline alone (one timer per request, none re-armed per
+    chunk); a shorter read or pool timeout is kept."""
+    async with AsyncAnalytics("user", "pw", cache_id=1, http_backend="aiohttp") as api:
+        default = api._direct._timeout(29.5)
+    assert (default.total, default.sock_read, default.connect) == (29.5, None, None)
+    async with AsyncAnalytics(
+        "user",
+        "pw",
+        cache_id=1,
+        http_backend="aiohttp",
+        timeout=httpx.Timeout(30.0, read=2.0, pool=1.0, connect=1.0),
+    ) as api:
+        short = api._direct._timeout(29.5)
+    assert (short.total, short.sock_read, short.connect, short.sock_connect) == (
+        29.5,
+        2.0,
+        2.0,
+        1.0,
+    )

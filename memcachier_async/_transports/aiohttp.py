@@ -31,6 +31,7 @@ from . import otel as _otel
 from .body import Target, declared_within_limit, decoded_headers, read_body
 from .core import GiveUp, Outcome, RetryCall, RetryPolicy
 from .direct import SharedParts
+from .pool import default_tls_context
 from .retry import (
     Reply,
     RetryTransport,
@@ -149,7 +150,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._proxy = proxy
         if verify is True:
             # The CA bundle httpx trusts (certifi, or SSL_CERT_FILE), as the default backend.
-            verify = httpx.create_ssl_context(verify=True)
+            verify = default_tls_context()
         self._ssl: ssl.SSLContext | bool = verify
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, yarl.URL] = {}
@@ -468,13 +469,18 @@ class AiohttpSender:
         if remaining is None:
             return _timeout(timeouts)
         shrunk = attempt_timeout(timeouts, remaining)
-        pool, connect = shrunk["pool"], shrunk["connect"]
+        pool, connect, read = shrunk["pool"], shrunk["connect"], shrunk["read"]
+        total = max(remaining, 0.001)
+        waiting = None if pool is None or connect is None else pool + connect
         return aiohttp.ClientTimeout(
             # The whole attempt, body included: the call's deadline.
-            total=max(remaining, 0.001),
-            connect=None if pool is None or connect is None else pool + connect,
+            total=total,
+            # A phase's timer that could only fire after the deadline's is
+            # left out: aiohttp would arm it for every request (and re-arm
+            # the read timer for every chunk) for nothing.
+            connect=None if waiting is None or waiting >= total else waiting,
             sock_connect=connect,
-            sock_read=shrunk["read"],
+            sock_read=None if read is None or read >= total else read,
             # aiohttp rounds a timeout of 5 s or more up to a whole second of
             # the loop's clock; a deadline ends when it says.
             ceil_threshold=math.inf,

@@ -24,7 +24,9 @@ they arrive (see ``body.py``). An error body cut short closes its connection.
 
 from __future__ import annotations
 
+import os
 import ssl
+import threading
 import time
 from collections import deque
 
@@ -35,7 +37,29 @@ import httpx
 from .body import decoded_headers, network_abort, read_body
 from .rules import PROGRESS_EXTENSION
 
-__all__ = ["PoolTransport"]
+__all__ = ["PoolTransport", "default_tls_context"]
+
+_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+_contexts_lock = threading.Lock()
+
+
+def default_tls_context() -> ssl.SSLContext:
+    """The TLS context of ``verify=True``, built once per process (per CA setting).
+
+    What httpx builds for ``verify=True`` (certifi's bundle, or
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR``). Loading a CA bundle takes about 25 ms,
+    which every new client paid; a context is meant to be shared by any
+    number of connections, so clients with the default verification share
+    one. Changing either variable gives a new one.
+    """
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    found = _contexts.get(key)
+    if found is None:
+        with _contexts_lock:
+            found = _contexts.get(key)
+            if found is None:
+                found = _contexts[key] = httpx.create_ssl_context(verify=True)
+    return found
 
 
 class _Waiter:
@@ -65,11 +89,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
         )
         self._proxy = proxy
         # One TLS context for all connections (httpx would build one per transport).
-        self._ssl = (
-            verify
-            if isinstance(verify, ssl.SSLContext)
-            else httpx.create_ssl_context(verify=verify)
-        )
+        if isinstance(verify, ssl.SSLContext):
+            self._ssl = verify
+        elif verify:
+            self._ssl = default_tls_context()
+        else:
+            self._ssl = httpx.create_ssl_context(verify=False)
         self._slots: set[httpx.AsyncHTTPTransport] = set()
         self._idle: deque[tuple[httpx.AsyncHTTPTransport, float]] = deque()
         self._waiters: deque[_Waiter] = deque()
