@@ -14,6 +14,7 @@ bad value or combination is refused the same way everywhere::
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import ssl
@@ -261,7 +262,12 @@ def build_stack(
     if transport is None:
         proxy = options.proxy
         proxy_url = proxy_for(base_url, None if proxy is None else str(proxy))
-        context = options.tls_context()
+        if base_url[:7].lower() == "http://" and options.verify is True and options.cert is None:
+            # Never TLS (an http:// base is loopback only, and never proxied):
+            # no CA bundle to load; a context trusting nothing fails closed.
+            context = _trusts_nothing()
+        else:
+            context = options.tls_context()
         if options.http_backend == "aiohttp":
             # Imported here: aiohttp is an optional extra.
             from ._transports.aiohttp import AiohttpTransport
@@ -294,6 +300,11 @@ def _pool_limits(size: int) -> httpx.Limits:
         max_keepalive_connections=size,
         keepalive_expiry=DEFAULT_LIMITS.keepalive_expiry,
     )
+
+
+@functools.cache
+def _trusts_nothing() -> ssl.SSLContext:
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, with no CA to verify against
 
 
 def ssl_context(verify: ssl.SSLContext | str | bool, cert: CertTypes | None) -> ssl.SSLContext:

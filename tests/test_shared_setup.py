@@ -95,3 +95,42 @@ def test_the_url_in_logs_has_no_user_info_and_no_query(url: str, shown: str) -> 
     """Logs and hooks get the URL without credentials or query, whether or not there
     was anything to take out."""
     assert public_url(httpx.URL(url)) == shown
+
+
+@pytest.mark.anyio
+async def test_a_plain_http_base_loads_no_ca_bundle(built: list[object]) -> None:
+    """An http:// (loopback) base never negotiates TLS: making and using its clients
+    loads no CA bundle, on either backend."""
+    from memcachier_async.testing import Emulator
+
+    backends = ["httpx"]
+    try:
+        import aiohttp  # noqa: F401
+        import sniffio
+
+        if sniffio.current_async_library() == "asyncio":
+            backends.append("aiohttp")
+    except ImportError:  # pragma: no cover - without the aiohttp extra
+        pass
+    emulator = Emulator()
+    async with emulator, emulator.serve() as base_url:
+        for backend in backends:
+            async with AsyncAnalytics(
+                emulator.username,
+                emulator.password,
+                base_url=base_url,
+                http_backend=backend,  # type: ignore[arg-type]
+            ) as api:
+                await api.stats()
+    assert built == []
+
+
+def test_the_plain_http_context_trusts_nothing() -> None:
+    """Were TLS ever attempted with it, the plain-http context would verify against
+    no CA at all: it fails closed."""
+    from memcachier_async._stack import _trusts_nothing
+
+    context = _trusts_nothing()
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] == 0
