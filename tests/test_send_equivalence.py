@@ -220,6 +220,33 @@ async def test_a_cookie_the_server_sets_is_sent_back(backend: str) -> None:
     assert b"cookie: lb=backend-2" in server.requests[1].lower()
 
 
+async def test_a_header_removed_from_the_client_is_not_added_back(backend: str) -> None:
+    """A request of the user's own on api.http_client, after Accept-Encoding and
+    User-Agent were deleted from its headers, carries neither, on either backend
+    (aiohttp adds its own unless told not to); the SDK's calls name all three."""
+    async with (
+        serving() as server,
+        AsyncAnalytics(
+            "user",
+            "pw",
+            cache_id=14,
+            base_url=f"http://127.0.0.1:{server.port}/api/v1",
+            retry=RetryPolicy.disabled(),
+            http_backend=backend,  # type: ignore[arg-type]
+        ) as api,
+    ):
+        await api.stats()
+        del api.http_client.headers["Accept-Encoding"]
+        del api.http_client.headers["User-Agent"]
+        await api.http_client.get(f"http://127.0.0.1:{server.port}/api/v1/14/stats")
+    ours, theirs = (request.lower() for request in server.requests)
+    assert b"\r\naccept-encoding: gzip, deflate\r\n" in ours
+    assert b"\r\nuser-agent: memcachier-async/" in ours
+    assert b"accept-encoding" not in theirs
+    assert b"user-agent" not in theirs
+    assert b"\r\naccept: */*\r\n" in theirs
+
+
 def test_credentials_in_the_base_url_are_refused() -> None:
     """user:password@ in base_url is a ValueError: credentials go in username and password."""
     with pytest.raises(ValueError, match="credentials"):

@@ -19,7 +19,7 @@ import contextvars
 import math
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -78,6 +78,18 @@ def _timeout(timeout: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
             sock_read=read,
         )
     return found
+
+
+_AUTO_HEADERS = ("user-agent", "accept", "accept-encoding")
+
+
+def auto_headers_to_skip(names: Iterable[str]) -> tuple[str, ...]:
+    """The headers aiohttp would add to a request with headers ``names`` (lower
+    case): those of User-Agent, Accept and Accept-Encoding it lacks. httpx
+    decides every header, so these are to be skipped; when all are there
+    (the usual case) aiohttp has nothing to add and nothing to skip."""
+    present = set(names)
+    return tuple(name for name in _AUTO_HEADERS if name not in present)
 
 
 def _map_error(exc: BaseException, request: httpx.Request | None) -> httpx.TransportError:
@@ -170,8 +182,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            # httpx decides every header; aiohttp adds none of its own.
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
@@ -199,17 +209,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self,
         method: str,
         url: yarl.URL,
-        headers: Iterable[tuple[str, str]],
+        headers: Sequence[tuple[str, str]],
         content: bytes | None,
         timeouts: aiohttp.ClientTimeout,
         target: httpx.Request | Target,
         progress: Progress | None,
+        skip: tuple[str, ...] | None = None,
     ) -> tuple[aiohttp.ClientResponse, bytes]:
         """Send once and read the body (bounded, decoded); the response, closed, and the body.
+
+        ``skip``: :func:`auto_headers_to_skip` of ``headers``, when the caller knows it.
 
         aiohttp's failures come out as the httpx exceptions of :func:`_map_error`.
         """
         session = self._session or self._open()
+        if skip is None:
+            skip = auto_headers_to_skip(name for name, _ in headers)
         token = None
         if progress is not None:
             progress.queued = True
@@ -221,6 +236,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=headers,
                 data=content or None,
                 allow_redirects=False,
+                # httpx decides every header; aiohttp adds none of its own.
+                skip_auto_headers=skip or None,
                 timeout=timeouts,
                 proxy=self._proxy,
             ) as response:
@@ -310,9 +327,9 @@ def _set_in_place(
 class _Route:
     """One URL, prepared once: as aiohttp sends it (escaped as httpx escapes
     it), for logs (no user info, no query), as httpx parses it, and the
-    header pairs of a request to it."""
+    header pairs of a request to it (and the headers aiohttp must not add)."""
 
-    __slots__ = ("pairs", "public", "url", "wire")
+    __slots__ = ("pairs", "public", "skip", "url", "wire")
 
     def __init__(
         self, wire: yarl.URL, public: str, url: httpx.URL, pairs: list[tuple[str, str]]
@@ -321,6 +338,7 @@ class _Route:
         self.public = public
         self.url = url
         self.pairs = pairs
+        self.skip = auto_headers_to_skip(name for name, _ in pairs)
 
 
 class AiohttpSender:
@@ -381,13 +399,12 @@ class AiohttpSender:
     ) -> tuple[Reply, bytes]:
         """The answer and its decoded body, as the httpx stack would give them."""
         policy = policy_for(extensions, self._retry.policy)
-        if _otel.ENABLED:
+        tracer = _otel.tracer() if _otel.ENABLED else None
+        if tracer is not None:
             # One span around the attempts, as RetryTransport makes.
-            with _otel.call_span(method, endpoint_name(extensions)):
+            with _otel.call_span(tracer, method, endpoint_name(extensions)):
                 return await self._call(method, url, content, headers, extensions, policy)
-        return await self._call(  # pragma: no cover - without opentelemetry
-            method, url, content, headers, extensions, policy
-        )
+        return await self._call(method, url, content, headers, extensions, policy)
 
     async def _call(
         self,
@@ -420,7 +437,14 @@ class AiohttpSender:
             progress = Progress()
             try:
                 result = await self._transport.exchange(
-                    method, route.wire, pairs, content, self._timeout(remaining), target, progress
+                    method,
+                    route.wire,
+                    pairs,
+                    content,
+                    self._timeout(remaining),
+                    target,
+                    progress,
+                    route.skip,
                 )
             except httpx.TransportError as exc:
                 now = clock()

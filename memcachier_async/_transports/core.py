@@ -85,7 +85,8 @@ class RetryBudget:
     retry_cost: int = attrs.field(default=5, validator=attrs.validators.ge(0))
     timeout_retry_cost: int = attrs.field(default=10, validator=attrs.validators.ge(0))
     success_refund: int = attrs.field(default=1, validator=attrs.validators.ge(0))
-    _tokens: int = attrs.field(init=False, repr=False)
+    # Changed on every call: no validator to run on each assignment.
+    _tokens: int = attrs.field(init=False, repr=False, on_setattr=attrs.setters.NO_OP)
     _lock: threading.Lock = attrs.field(init=False, repr=False, factory=threading.Lock)
 
     def __attrs_post_init__(self) -> None:
@@ -106,6 +107,8 @@ class RetryBudget:
 
     def release(self, amount: int) -> None:
         """Give back ``amount`` tokens, never filling past ``capacity``."""
+        if self._tokens >= self.capacity:
+            return  # full (the common case): nothing to add, no lock to take
         with self._lock:
             self._tokens = min(self.capacity, self._tokens + amount)
 
@@ -235,6 +238,9 @@ class GiveUp:
     reason: str | None = None
 
 
+_FINAL = GiveUp("final")
+
+
 def retry_reason(outcome: Outcome, *, idempotent: bool) -> str | None:
     """Why this outcome may be retried (``"503"``, ``"ConnectTimeout"``), or ``None``."""
     if outcome.status is not None:
@@ -282,7 +288,7 @@ class RetryCall:
         policy = self.policy
         reason = retry_reason(outcome, idempotent=self.idempotent)
         if reason is None:
-            return self._finish(outcome, GiveUp("final"))
+            return self._finish(outcome, _FINAL)
         if self.attempts >= policy.max_attempts:
             return self._finish(outcome, GiveUp("attempts", reason))
         if outcome.retry_after is not None and not math.isnan(outcome.retry_after):

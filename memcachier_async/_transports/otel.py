@@ -14,11 +14,11 @@ Without ``opentelemetry-api`` (the ``otel`` extra) this module does nothing.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
-__all__ = ["ENABLED", "call_span", "with_resend_count"]
+__all__ = ["ENABLED", "call_span", "tracer", "with_resend_count"]
 
 try:  # optional: the otel extra
     from opentelemetry import trace as _trace
@@ -31,25 +31,30 @@ RESEND_COUNT = "http.request.resend_count"
 _TRACE_EXTENSION = "trace"
 
 
-@contextlib.contextmanager
-def call_span(method: str, endpoint: str | None) -> Iterator[None]:
-    """The span of one whole call (every attempt and wait), current while it runs."""
+def tracer() -> Any | None:
+    """This library's tracer, or ``None`` while no SDK tracer provider is configured.
+
+    Asked once per call: a provider set later is found on the next call.
+    Without one a span would record nothing, so none is made.
+    """
     if _trace is None:  # pragma: no cover - without opentelemetry
-        yield
-        return
+        return None
     provider = _trace.get_tracer_provider()
     if isinstance(provider, (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider)):
-        # No SDK configured (yet): a span would record nothing. A provider
-        # set later is found on the next call.
-        yield
-        return
-    tracer = provider.get_tracer("memcachier_async")
-    name = f"memcachier {endpoint or method}"
+        return None
+    return provider.get_tracer("memcachier_async")
+
+
+def call_span(tracer: Any, method: str, endpoint: str | None) -> AbstractContextManager[Any]:
+    """The span of one whole call (every attempt and wait), current while it runs."""
     attributes = {"http.request.method": method}
     if endpoint is not None:
         attributes["memcachier.endpoint"] = endpoint
-    with tracer.start_as_current_span(name, kind=_trace.SpanKind.INTERNAL, attributes=attributes):
-        yield
+    name = f"memcachier {endpoint or method}"
+    span: AbstractContextManager[Any] = tracer.start_as_current_span(
+        name, kind=_trace.SpanKind.INTERNAL, attributes=attributes
+    )
+    return span
 
 
 def with_resend_count(extensions: Mapping[str, Any], resends: int) -> dict[str, Any]:

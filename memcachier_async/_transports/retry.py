@@ -324,11 +324,12 @@ class RetryTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         policy = policy_for(request.extensions, self._policy)
-        if _otel.ENABLED:
+        tracer = _otel.tracer() if _otel.ENABLED else None
+        if tracer is not None:
             # One span around the attempts: a retried call is one trace.
-            with _otel.call_span(request.method, endpoint_name(request.extensions)):
+            with _otel.call_span(tracer, request.method, endpoint_name(request.extensions)):
                 return await self._call(request, policy)
-        return await self._call(request, policy)  # pragma: no cover - without opentelemetry
+        return await self._call(request, policy)
 
     async def _call(self, request: httpx.Request, policy: RetryPolicy) -> httpx.Response:
         clock = policy.clock
