@@ -180,6 +180,7 @@ class _Session:
 
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+_MAX_SPECS = 64
 
 
 def _check_timeout(timeout: float) -> float:
@@ -308,6 +309,9 @@ class AsyncAnalytics:
         self._policy: RetryPolicy | None = None
         self._deadline: float | None = None
         self._extra_headers: Mapping[str, str] = _NO_HEADERS
+        # The requests of calls without a body, shared with the views (which
+        # keep base_url and max_response_size).
+        self._specs: dict[tuple[str, int | None, str | None], p.RequestSpec] = {}
 
     @classmethod
     def from_env(cls, **overrides: Any) -> AsyncAnalytics:
@@ -478,15 +482,12 @@ class AsyncAnalytics:
     async def _call(
         self, endpoint: p.Endpoint[T], username: str | None, body: Any, seen: list[int] | None
     ) -> T:
-        cache_id = await self.login() if endpoint.needs_cache_id else None
-        spec = p.build_request(
-            endpoint,
-            self._base_url,
-            cache_id=cache_id,
-            username=username,
-            body=body,
-            max_response_size=self._max_response_size,
-        )
+        cache_id = None
+        if endpoint.needs_cache_id:
+            cache_id = self._session.cache_id
+            if cache_id is None:
+                cache_id = await self.login()
+        spec = self._spec(endpoint, cache_id, username, body)
         extensions = spec.extensions
         if self._policy is not None:
             extensions = {**extensions, POLICY_EXTENSION: self._policy}
@@ -540,6 +541,13 @@ class AsyncAnalytics:
         )
         if seen is not None:
             seen += (response.status_code, len(attempts))
+        if 200 <= response.status_code < 300 and len(content) < THREAD_FROM:
+            # What parse_response does with a success, without its keywords.
+            try:
+                return endpoint.decode(content, endpoint.name)
+            except MemcachierError as error:
+                error.attempts = attempts
+                raise
         parse = functools.partial(
             p.parse_response,
             endpoint,
@@ -564,6 +572,32 @@ class AsyncAnalytics:
         except MemcachierError as error:
             error.attempts = attempts
             raise
+
+    def _spec(
+        self, endpoint: p.Endpoint[T], cache_id: int | None, username: str | None, body: Any
+    ) -> p.RequestSpec:
+        """The request of a call; a call without a body is built once per client and views."""
+        if body is not None or endpoint.raw_path:
+            return self._build(endpoint, cache_id, username, body)
+        key = (endpoint.name, cache_id, username)
+        spec = self._specs.get(key)
+        if spec is None:
+            if len(self._specs) >= _MAX_SPECS:  # one per username deleted, promoted…
+                self._specs.clear()
+            spec = self._specs[key] = self._build(endpoint, cache_id, username, None)
+        return spec
+
+    def _build(
+        self, endpoint: p.Endpoint[T], cache_id: int | None, username: str | None, body: Any
+    ) -> p.RequestSpec:
+        return p.build_request(
+            endpoint,
+            self._base_url,
+            cache_id=cache_id,
+            username=username,
+            body=body,
+            max_response_size=self._max_response_size,
+        )
 
     async def _read(self, request: httpx.Request) -> tuple[httpx.Response, bytes]:
         """Send through ``self._http`` and read the body within the size limit.

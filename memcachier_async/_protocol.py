@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -272,11 +273,14 @@ def build_request(
         url=base_url + endpoint.path.format_map(params),
         content=content,
         headers=headers,
-        extensions={
-            ENDPOINT_EXTENSION: endpoint.name,
-            IDEMPOTENT_EXTENSION: endpoint.idempotent,
-            MAX_RESPONSE_SIZE_EXTENSION: max_response_size,
-        },
+        # Read-only: the spec of a call without a body is reused.
+        extensions=MappingProxyType(
+            {
+                ENDPOINT_EXTENSION: endpoint.name,
+                IDEMPOTENT_EXTENSION: endpoint.idempotent,
+                MAX_RESPONSE_SIZE_EXTENSION: max_response_size,
+            }
+        ),
     )
 
 
@@ -302,11 +306,14 @@ def _raw_request(
         url=base_url + path,
         content=content,
         headers=headers,
-        extensions={
-            ENDPOINT_EXTENSION: endpoint.name,
-            IDEMPOTENT_EXTENSION: endpoint.idempotent,
-            MAX_RESPONSE_SIZE_EXTENSION: max_response_size,
-        },
+        # Read-only: the spec of a call without a body is reused.
+        extensions=MappingProxyType(
+            {
+                ENDPOINT_EXTENSION: endpoint.name,
+                IDEMPOTENT_EXTENSION: endpoint.idempotent,
+                MAX_RESPONSE_SIZE_EXTENSION: max_response_size,
+            }
+        ),
     )
 
 
