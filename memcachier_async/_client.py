@@ -172,11 +172,18 @@ def _secrets(authorization: str) -> tuple[str, ...]:
 class _Session:
     """What a client and its :meth:`~AsyncAnalytics.with_options` views share: the login."""
 
-    __slots__ = ("cache_id", "lock")
+    __slots__ = ("_lock", "cache_id")
 
     def __init__(self, cache_id: int | None) -> None:
         self.cache_id = cache_id
-        self.lock = anyio.Lock()
+        self._lock: anyio.Lock | None = None
+
+    @property
+    def lock(self) -> anyio.Lock:
+        """Held while logging in; made when first needed (a client given its cache id never is)."""
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        return self._lock
 
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})

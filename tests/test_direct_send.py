@@ -149,3 +149,33 @@ async def test_timeout_set_on_the_client_later_is_applied() -> None:
     timeout = recorder.requests[-1].extensions["timeout"]
     assert timeout["read"] == pytest.approx(1.5, abs=0.1)
     assert timeout["connect"] == pytest.approx(0.5, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "own",
+    [
+        {"Authorization": "Basic dXNlcjpwdw==", "Accept": "application/json"},
+        {"Accept": "application/json", "authorization": "Basic b3RoZXI6c2VjcmV0"},
+        {"Authorization": "Basic dXNlcjpwdw==", "User-Agent": "x", "X-Extra": "1"},
+        {"Accept": "application/json"},  # no credentials: merged whole
+        {"Authorization": "Basic eDp5", "authorization": "Basic eTp6"},  # two: merged whole
+    ],
+)
+async def test_header_pairs_are_the_merged_headers_items(own: dict[str, str]) -> None:
+    """The aiohttp sender's header pairs, built from a cached template, equal the
+    merged httpx.Headers' items, for the first set of credentials and the next."""
+    from memcachier_async._stack import build_stack
+
+    stack = build_stack(base_url=BASE)
+    parts = stack.parts
+    assert parts is not None
+    stack.client.headers["X-Client"] = "c"
+    try:
+        for _ in range(2):  # the template made, then reused
+            assert parts.header_pairs(own) == parts.headers(own).multi_items()
+        other = {
+            k: ("Basic Ym9iOnB3" if k.lower() == "authorization" else v) for k, v in own.items()
+        }
+        assert parts.header_pairs(other) == parts.headers(other).multi_items()
+    finally:
+        await stack.aclose()

@@ -367,7 +367,7 @@ class AiohttpSender:
         self._parts = parts
         self._retry = retry
         self._transport = transport
-        self._pairs = parts.headers(headers).multi_items()
+        self._pairs = parts.header_pairs(headers)
         self._urls: dict[str, _Route] = {}
 
     def usable(self) -> bool:

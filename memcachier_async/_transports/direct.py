@@ -84,7 +84,10 @@ class SharedParts:
         self.timeout_dict = client.timeout.as_dict()
         self._client_headers = client.headers.raw
         self._origins: dict[str, httpx.URL | None] = {}
-        self._templates: dict[tuple[tuple[str, str], ...], httpx.Headers] = {}
+        self._templates: dict[
+            tuple[tuple[str, str], ...],
+            tuple[httpx.Headers, tuple[list[tuple[str, str]], int]],
+        ] = {}
 
     def usable(self) -> bool:
         """Whether the client is still exactly as the SDK made it."""
@@ -108,18 +111,43 @@ class SharedParts:
         The senders of one client differ only in ``Authorization``: the rest
         is merged once into a template, copied per sender.
         """
+        found = self._template(own)
+        if found is None:
+            return _merged(self.client.headers, own)
+        template, _, name = found
+        merged = httpx.Headers(template)
+        merged[name] = own[name]  # in place: the header keeps its position
+        return merged
+
+    def header_pairs(self, own: Mapping[str, str]) -> list[tuple[str, str]]:
+        """``headers(own).multi_items()``, without making the headers."""
+        found = self._template(own)
+        if found is None:
+            return _merged(self.client.headers, own).multi_items()
+        _, (pairs, at), name = found
+        merged = list(pairs)
+        merged[at] = ("authorization", own[name])
+        return merged
+
+    def _template(
+        self, own: Mapping[str, str]
+    ) -> tuple[httpx.Headers, tuple[list[tuple[str, str]], int], str] | None:
+        """The merged headers of ``own`` with an empty ``Authorization``, their
+        pairs and the index of that header in them, and its name in ``own``
+        (``None`` unless ``own`` has exactly one, in ASCII)."""
         auth = [name for name in own if name.lower() == "authorization"]
         if len(auth) != 1 or not own[auth[0]].isascii():
-            return _merged(self.client.headers, own)
+            return None
         key = tuple((k, "" if k == auth[0] else v) for k, v in own.items())
-        template = self._templates.get(key)
-        if template is None:
+        found = self._templates.get(key)
+        if found is None:
             if len(self._templates) >= _MAX_CACHED:
                 self._templates.clear()
-            template = self._templates[key] = _merged(self.client.headers, dict(key))
-        merged = httpx.Headers(template)
-        merged[auth[0]] = own[auth[0]]  # in place: the header keeps its position
-        return merged
+            template = _merged(self.client.headers, dict(key))
+            pairs = template.multi_items()
+            at = next(i for i, (k, _) in enumerate(pairs) if k == "authorization")
+            found = self._templates[key] = (template, (pairs, at))
+        return found[0], found[1], auth[0]
 
     def url(self, url: str) -> httpx.URL:
         """``httpx.URL(url)``; the origin is parsed once, the path put on it."""
