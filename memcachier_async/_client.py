@@ -443,7 +443,9 @@ class AsyncAnalytics:
     ) -> T:
         if _hooks.request_hooks:
             return await self._observed(endpoint, username, body)
-        return await self._bounded(endpoint, username, body, None)
+        if self._deadline is not None and self._policy is None:
+            return await self._bounded(endpoint, username, body, None)
+        return await self._call(endpoint, username, body, None)  # one coroutine fewer
 
     async def _observed(self, endpoint: p.Endpoint[T], username: str | None, body: Any) -> T:
         """:meth:`_bounded`, then an ``on_request`` event for the hooks."""
