@@ -164,9 +164,9 @@ async def test_timeout_set_on_the_client_later_is_applied() -> None:
 async def test_header_pairs_are_the_merged_headers_items(own: dict[str, str]) -> None:
     """The aiohttp sender's header pairs, built from a cached template, equal the
     merged httpx.Headers' items, for the first set of credentials and the next."""
-    from memcachier_async._stack import build_stack
+    from memcachier_async._stack import StackOptions, build_stack
 
-    stack = build_stack(base_url=BASE)
+    stack = build_stack(StackOptions(), base_url=BASE)
     parts = stack.parts
     assert parts is not None
     stack.client.headers["X-Client"] = "c"
