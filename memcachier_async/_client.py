@@ -73,7 +73,6 @@ USER_AGENT = f"memcachier-async/{__version__}"
 
 
 @functools.lru_cache(maxsize=64)  # a fan-out builds thousands of clients on one base URL
-@functools.lru_cache(maxsize=64)
 def _check_base_url(base_url: str) -> str:
     # Cached: a fan-out makes a client per cache, all with the same base URL,
     # and httpx's parse of it was a tenth of a 1,000-cache fan-out's CPU.
