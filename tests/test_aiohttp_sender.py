@@ -17,9 +17,11 @@ import pytest
 from _limits_server import LoopbackServer, head
 
 from memcachier_async import AsyncAnalytics, OutcomeUnknownError, RetryPolicy, TransportError
+from memcachier_async._stack import DEFAULT_TIMEOUT
 
 pytest.importorskip("aiohttp")
 
+PRODUCTION = "https://analytics.memcachier.com/api/v1"  # never reached: nothing is sent
 ONE_TRY = RetryPolicy(max_attempts=1, deadline=0.5, budget=None)
 
 
@@ -33,15 +35,22 @@ def slow(request: bytes) -> Iterator[bytes]:
     yield head("200 OK", "Content-Length: 2") + b"[]"
 
 
-def client(server: LoopbackServer) -> AsyncAnalytics:
+def client(
+    server: LoopbackServer | None,
+    *,
+    retry: RetryPolicy = ONE_TRY,
+    timeout: httpx.Timeout | None = None,
+) -> AsyncAnalytics:
+    """An aiohttp-backend client (of ``server``, or of the default base URL)."""
     api = AsyncAnalytics(
         "user",
         "pw",
         cache_id=1,
-        base_url=server.url(),
         http_backend="aiohttp",
         limits=httpx.Limits(max_connections=1),
-        retry=ONE_TRY,
+        retry=retry,
+        base_url=PRODUCTION if server is None else server.url(),
+        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
     )
     assert type(api._direct).__name__ == "AiohttpSender"
     return api
@@ -93,15 +102,7 @@ async def test_a_read_timeout_shorter_than_the_deadline_still_ends_the_attempt()
     attempt after about 0.3 s, not a wait until the deadline."""
     policy = RetryPolicy(max_attempts=1, deadline=5.0, budget=None)
     with LoopbackServer(slow) as server:
-        async with AsyncAnalytics(
-            "user",
-            "pw",
-            cache_id=1,
-            base_url=server.url(),
-            http_backend="aiohttp",
-            timeout=httpx.Timeout(5.0, read=0.3),
-            retry=policy,
-        ) as api:
+        async with client(server, retry=policy, timeout=httpx.Timeout(5.0, read=0.3)) as api:
             started = time.monotonic()
             with pytest.raises(TransportError) as caught:
                 await api.list_credentials()
@@ -115,16 +116,10 @@ async def test_no_timer_is_armed_that_only_the_deadline_could_beat() -> None:
     """With the default timeouts every phase is at least the deadline: each attempt's
     aiohttp timeout is the deadline alone (one timer per request, none re-armed per
     chunk); a shorter read or pool timeout is kept."""
-    async with AsyncAnalytics("user", "pw", cache_id=1, http_backend="aiohttp") as api:
+    async with client(None) as api:
         default = api._direct._timeout(29.5)
     assert (default.total, default.sock_read, default.connect) == (29.5, None, None)
-    async with AsyncAnalytics(
-        "user",
-        "pw",
-        cache_id=1,
-        http_backend="aiohttp",
-        timeout=httpx.Timeout(30.0, read=2.0, pool=1.0, connect=1.0),
-    ) as api:
+    async with client(None, timeout=httpx.Timeout(30.0, read=2.0, pool=1.0, connect=1.0)) as api:
         short = api._direct._timeout(29.5)
     assert (short.total, short.sock_read, short.connect, short.sock_connect) == (
         29.5,

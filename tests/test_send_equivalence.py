@@ -97,6 +97,18 @@ def backend(request: pytest.FixtureRequest, anyio_backend: str) -> str:
     return str(request.param)
 
 
+def _api(server: Recorder, backend: str) -> AsyncAnalytics:
+    """A client of the recording server on ``backend``, without retries."""
+    return AsyncAnalytics(
+        "user",
+        "pw",
+        cache_id=14,
+        base_url=f"http://127.0.0.1:{server.port}/api/v1",
+        retry=RetryPolicy.disabled(),
+        http_backend=backend,  # type: ignore[arg-type]
+    )
+
+
 async def calls(api: AsyncAnalytics) -> list[str]:
     """A few calls of each kind: GET, PATCH with a body, POST, DELETE."""
     outcomes: list[str] = []
@@ -180,14 +192,7 @@ async def test_direct_and_client_send_put_the_same_bytes_on_the_wire(
     async with serving() as server:
         for mode in ("sdk", "client.send"):
             server.requests, server.set_cookie = [], None
-            api = AsyncAnalytics(
-                "user",
-                "pw",
-                cache_id=14,
-                base_url=f"http://127.0.0.1:{server.port}/api/v1",
-                retry=RetryPolicy.disabled(),
-                http_backend=backend,  # type: ignore[arg-type]
-            )
+            api = _api(server, backend)
             async with api:
                 assert type(api._direct).__name__ == SENDERS[backend]
                 if mode == "client.send":
@@ -205,14 +210,7 @@ async def test_a_cookie_the_server_sets_is_sent_back(backend: str) -> None:
     """A load balancer's Set-Cookie is stored on the client and sent with the next call."""
     async with serving() as server:
         server.set_cookie = b"lb=backend-2; Path=/"
-        async with AsyncAnalytics(
-            "user",
-            "pw",
-            cache_id=14,
-            base_url=f"http://127.0.0.1:{server.port}/api/v1",
-            retry=RetryPolicy.disabled(),
-            http_backend=backend,  # type: ignore[arg-type]
-        ) as api:
+        async with _api(server, backend) as api:
             await api.stats()
             await api.stats()
             assert api.http_client.cookies.get("lb") == "backend-2"
@@ -224,17 +222,7 @@ async def test_a_header_removed_from_the_client_is_not_added_back(backend: str) 
     """A request of the user's own on api.http_client, after Accept-Encoding and
     User-Agent were deleted from its headers, carries neither, on either backend
     (aiohttp adds its own unless told not to); the SDK's calls name all three."""
-    async with (
-        serving() as server,
-        AsyncAnalytics(
-            "user",
-            "pw",
-            cache_id=14,
-            base_url=f"http://127.0.0.1:{server.port}/api/v1",
-            retry=RetryPolicy.disabled(),
-            http_backend=backend,  # type: ignore[arg-type]
-        ) as api,
-    ):
+    async with serving() as server, _api(server, backend) as api:
         await api.stats()
         del api.http_client.headers["Accept-Encoding"]
         del api.http_client.headers["User-Agent"]
