@@ -277,16 +277,7 @@ class AsyncAnalytics:
             headers=headers,
         )
         stack = build_stack(options, base_url=base_url, timeout=timeout)
-        self._setup(
-            username,
-            password,
-            cache_id,
-            base_url,
-            stack,
-            owns_client=stack.owned,
-            max_response_size=options.max_response_size,
-            headers=options.headers,
-        )
+        self._setup(username, password, cache_id, base_url, stack, owns_client=stack.owned)
 
     def _setup(
         self,
@@ -297,14 +288,14 @@ class AsyncAnalytics:
         stack: Stack,
         *,
         owns_client: bool,
-        max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
-        headers: Mapping[str, str] | None = None,
     ) -> None:
-        self._max_response_size = max_response_size
+        """Every client on ``stack`` sends its options' ``headers`` and reads
+        within their ``max_response_size``."""
+        self._max_response_size = stack.options.max_response_size
         self._username = username
         self._base_url = base_url
         # Built once: the only place the password lives after __init__.
-        self._headers = _auth_headers(username, password, headers)
+        self._headers = _auth_headers(username, password, stack.options.headers)
         self._http = stack.client
         self._owns_client = owns_client
         self._direct = stack.sender(self._headers)
@@ -756,14 +747,5 @@ def client_on_stack(
     _check_identity(username, password, cache_id)
     base_url = _check_base_url(base_url)
     api = AsyncAnalytics.__new__(AsyncAnalytics)
-    api._setup(
-        username,
-        password,
-        cache_id,
-        base_url,
-        stack,
-        owns_client=False,
-        max_response_size=stack.options.max_response_size,
-        headers=stack.options.headers,
-    )
+    api._setup(username, password, cache_id, base_url, stack, owns_client=False)
     return api

@@ -67,7 +67,7 @@ def test_another_ca_setting_gets_its_own_context(
     assert len(built) == 2
 
 
-def test_verification_off_or_a_client_certificate_is_never_the_shared_context(
+def test_verification_off_is_never_the_shared_context(
     built: list[object],
 ) -> None:
     """verify=False builds its own unverified context, never the shared verified one."""

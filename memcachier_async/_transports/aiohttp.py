@@ -399,7 +399,7 @@ class AiohttpSender:
     ) -> tuple[Reply, bytes]:
         """The answer and its decoded body, as the httpx stack would give them."""
         policy = policy_for(extensions, self._retry.policy)
-        tracer = _otel.tracer() if _otel.ENABLED else None
+        tracer = _otel.tracer()
         if tracer is not None:
             # One span around the attempts, as RetryTransport makes.
             with _otel.call_span(tracer, method, endpoint_name(extensions)):

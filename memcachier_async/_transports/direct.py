@@ -86,7 +86,7 @@ class SharedParts:
         self._origins: dict[str, httpx.URL | None] = {}
         self._templates: dict[
             tuple[tuple[str, str], ...],
-            tuple[httpx.Headers, tuple[list[tuple[str, str]], int]],
+            tuple[httpx.Headers, list[tuple[str, str]], int],
         ] = {}
 
     def usable(self) -> bool:
@@ -114,7 +114,7 @@ class SharedParts:
         found = self._template(own)
         if found is None:
             return _merged(self.client.headers, own)
-        template, _, name = found
+        template, _, _, name = found
         merged = httpx.Headers(template)
         merged[name] = own[name]  # in place: the header keeps its position
         return merged
@@ -124,14 +124,14 @@ class SharedParts:
         found = self._template(own)
         if found is None:
             return _merged(self.client.headers, own).multi_items()
-        _, (pairs, at), name = found
+        _, pairs, at, name = found
         merged = list(pairs)
         merged[at] = ("authorization", own[name])
         return merged
 
     def _template(
         self, own: Mapping[str, str]
-    ) -> tuple[httpx.Headers, tuple[list[tuple[str, str]], int], str] | None:
+    ) -> tuple[httpx.Headers, list[tuple[str, str]], int, str] | None:
         """The merged headers of ``own`` with an empty ``Authorization``, their
         pairs and the index of that header in them, and its name in ``own``
         (``None`` unless ``own`` has exactly one, in ASCII)."""
@@ -146,8 +146,8 @@ class SharedParts:
             template = _merged(self.client.headers, dict(key))
             pairs = template.multi_items()
             at = next(i for i, (k, _) in enumerate(pairs) if k == "authorization")
-            found = self._templates[key] = (template, (pairs, at))
-        return found[0], found[1], auth[0]
+            found = self._templates[key] = (template, pairs, at)
+        return (*found, auth[0])
 
     def url(self, url: str) -> httpx.URL:
         """``httpx.URL(url)``; the origin is parsed once, the path put on it."""

@@ -324,7 +324,7 @@ class RetryTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         policy = policy_for(request.extensions, self._policy)
-        tracer = _otel.tracer() if _otel.ENABLED else None
+        tracer = _otel.tracer()
         if tracer is not None:
             # One span around the attempts: a retried call is one trace.
             with _otel.call_span(tracer, request.method, endpoint_name(request.extensions)):
