@@ -30,11 +30,12 @@ from ._transports.body import DEFAULT_MAX_RESPONSE_SIZE
 from ._transports.direct import DirectSender, SharedParts
 from ._transports.pool import PoolTransport, default_tls_context
 from ._transports.retry import RetryPolicy, RetryTransport
+from ._transports.sender import PoolSender
 
 if TYPE_CHECKING:
     from ._transports.aiohttp import AiohttpSender, AiohttpTransport
 
-    Sender = DirectSender | AiohttpSender
+    Sender = DirectSender | AiohttpSender | PoolSender
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -113,6 +114,9 @@ class Stack:
     #: The aiohttp transport the SDK made for ``client`` (``http_backend="aiohttp"``):
     #: its calls then skip httpx's models altogether (see ``aiohttp.AiohttpSender``).
     aiohttp: AiohttpTransport | None = None
+    #: The pool the SDK made for ``client`` (the default backend, no proxy):
+    #: its calls then skip httpx's models altogether (see ``sender.PoolSender``).
+    pool: PoolTransport | None = None
     #: The options it was built with: every client on it sends their
     #: ``headers`` and reads within their ``max_response_size``.
     options: StackOptions = attrs.field(factory=lambda: StackOptions())
@@ -125,6 +129,8 @@ class Stack:
             from ._transports.aiohttp import AiohttpSender
 
             return AiohttpSender(self.parts, headers, self.retry, self.aiohttp)
+        if self.pool is not None and self.retry is not None:
+            return PoolSender(self.parts, headers, self.retry, self.pool)
         return DirectSender(self.parts, headers)
 
     async def aclose(self) -> None:
@@ -259,6 +265,7 @@ def build_stack(
     if transport is None and _mocks:
         transport = _mocks[-1](base_url)
     own_aiohttp: AiohttpTransport | None = None
+    own_pool: PoolTransport | None = None
     if transport is None:
         proxy = options.proxy
         proxy_url = proxy_for(base_url, None if proxy is None else str(proxy))
@@ -277,6 +284,8 @@ def build_stack(
             )
         else:
             transport = PoolTransport(limits=limits, proxy=proxy_url, verify=context)
+            if transport.direct:
+                own_pool = transport
     retry = options.retry
     if not isinstance(transport, RetryTransport) or retry is not None:
         transport = RetryTransport(transport, RetryPolicy() if retry is None else retry)
@@ -289,6 +298,7 @@ def build_stack(
         parts=SharedParts(client, transport),
         retry=transport,
         aiohttp=own_aiohttp,
+        pool=own_pool,
         options=options,
     )
 

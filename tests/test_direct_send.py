@@ -30,7 +30,16 @@ def router() -> Iterator[respx.MockRouter]:
 
 
 def _api() -> AsyncAnalytics:
-    return AsyncAnalytics("user", "pw", cache_id=14, retry=RetryPolicy.disabled())
+    # With a transport of the user's (here httpx's, which respx sees), the
+    # SDK sends through DirectSender; with its own pool, through PoolSender
+    # (which respx never sees, so under respx it defers to client.send).
+    return AsyncAnalytics(
+        "user",
+        "pw",
+        cache_id=14,
+        retry=RetryPolicy.disabled(),
+        transport=httpx.AsyncHTTPTransport(),
+    )
 
 
 def _sent(router: respx.MockRouter) -> httpx.Request:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from memcachier_async import AsyncAnalytics, RetryPolicy
+from memcachier_async._transports.h1 import Answer, Connection
 from memcachier_async._transports.pool import PoolTransport
 
 pytestmark = pytest.mark.anyio
@@ -237,15 +238,19 @@ def test_limits_with_a_transport_of_your_own_are_refused() -> None:
         AsyncAnalytics("user", "pw", limits=_limits(3), transport=PoolTransport())
 
 
-class _FakeSlot(httpx.AsyncBaseTransport):
+class _FakeSlot(Connection):
     """A connection that answers at once (after one checkpoint)."""
 
     def __init__(self) -> None:
+        super().__init__(("http", "127.0.0.1", 80))
         self.closed = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def reusable(self) -> bool:
+        return True
+
+    async def exchange(self, *args: Any, **kwargs: Any) -> Answer:
         await anyio.lowlevel.checkpoint()
-        return httpx.Response(200, content=b"ok")
+        return Answer(200, b"OK", [], b"ok")
 
     async def aclose(self) -> None:
         self.closed = True

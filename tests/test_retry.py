@@ -840,7 +840,10 @@ def test_environment_proxy_is_kept_under_the_retry_layer(
     client = AsyncAnalytics("user", PASSWORD)
     transport = client.http_client._transport
     assert isinstance(transport, RetryTransport)
-    # The default transport pools one-connection httpx transports (_pool.py).
+    # Without a proxy the pool drives its own connections (h1.py); behind
+    # one it pools one-connection httpx transports that tunnel through it.
     assert isinstance(transport.inner, PoolTransport)
-    pool = transport.inner._new_slot()._pool
+    assert transport.inner.direct is not proxied
+    slot = transport.inner._new_slot()
+    pool = getattr(slot, "_pool", None)
     assert (type(pool).__name__ == "AsyncHTTPProxy") is proxied

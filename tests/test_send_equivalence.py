@@ -87,7 +87,7 @@ async def serving() -> AsyncIterator[Recorder]:
 
 Setup = Callable[[AsyncAnalytics, Recorder], None]
 
-SENDERS = {"httpx": "DirectSender", "aiohttp": "AiohttpSender"}
+SENDERS = {"httpx": "PoolSender", "aiohttp": "AiohttpSender"}
 
 
 @pytest.fixture(params=["httpx", "aiohttp"])

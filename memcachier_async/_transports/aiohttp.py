@@ -19,33 +19,29 @@ import contextvars
 import math
 import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
 import httpx
 
-from memcachier_async._errors import Attempt, ResponseTooLargeError
+from memcachier_async._errors import Attempt
 
 from . import otel as _otel
 from .body import Target, declared_within_limit, decoded_headers, read_body
-from .core import GiveUp, Outcome, RetryCall, RetryPolicy
+from .core import RetryPolicy
 from .direct import SharedParts
 from .pool import default_tls_context
 from .retry import (
     Reply,
     RetryTransport,
-    announce,
     attempt_timeout,
-    deadline_error,
     endpoint_name,
-    idempotent_call,
-    outcome_of,
     policy_for,
     public_url,
-    record_attempts,
 )
-from .rules import PROGRESS_EXTENSION, Progress, parse_retry_after
+from .rules import PROGRESS_EXTENSION, Progress
+from .sender import body_headers, keep_cookies, run_call, set_in_place
 
 try:
     import aiohttp
@@ -301,27 +297,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 _DROPPED = frozenset({"content-encoding", "content-length"})
 _MAX_CACHED = 256
-_EMPTY_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-def _set_in_place(
-    pairs: list[tuple[str, str]], headers: Mapping[str, str]
-) -> list[tuple[str, str]]:
-    """``pairs`` with ``headers`` set as ``httpx.Headers.update`` sets them: a
-    header already there is replaced where it stands (its later duplicates
-    dropped), a new one goes at the end; names in lower case, as
-    ``httpx.Headers.multi_items()`` gives them."""
-    merged = list(pairs)
-    for name, value in headers.items():
-        key = name.lower()
-        found = [i for i, (other, _) in enumerate(merged) if other == key]
-        for i in reversed(found[1:]):
-            del merged[i]
-        if found:
-            merged[found[0]] = (key, value)
-        else:
-            merged.append((key, value))
-    return merged
 
 
 class _Route:
@@ -416,77 +391,32 @@ class AiohttpSender:
         policy: RetryPolicy,
     ) -> tuple[Reply, bytes]:
         route = self._route(url)
-        pairs = _set_in_place(route.pairs, headers) if headers else route.pairs
-        if content is not None:
-            # Last, as httpx.Request adds it for a body.
-            pairs = [*pairs, ("content-length", str(len(content)))]
-        elif method in _EMPTY_BODY_METHODS:
-            # Next to Host, as httpx.Request adds it for a body-less POST.
-            pairs = [pairs[0], ("content-length", "0"), *pairs[1:]]
-        public = route.public
-        target = Target(method, public, extensions)
+        pairs = set_in_place(route.pairs, headers) if headers else route.pairs
+        pairs = body_headers(pairs, method, content)
+        target = Target(method, route.public, extensions)
+        transport = self._transport
+
+        def attempt(
+            remaining: float | None, progress: Progress
+        ) -> Awaitable[tuple[aiohttp.ClientResponse, bytes]]:
+            return transport.exchange(
+                method,
+                route.wire,
+                pairs,
+                content,
+                self._timeout(remaining),
+                target,
+                progress,
+                route.skip,
+            )
+
         # On asyncio, anyio's clock is the loop's, time.monotonic(), without
         # the look-up of the running library on every reading.
         clock = time.monotonic if policy.clock is anyio.current_time else policy.clock
-        now = clock()
-        call = RetryCall(policy, idempotent=idempotent_call(method, extensions), now=now)
-        attempts: list[Attempt] = []
-        while True:
-            result: tuple[aiohttp.ClientResponse, bytes] | httpx.TransportError
-            remaining = call.remaining(now)
-            progress = Progress()
-            try:
-                result = await self._transport.exchange(
-                    method,
-                    route.wire,
-                    pairs,
-                    content,
-                    self._timeout(remaining),
-                    target,
-                    progress,
-                    route.skip,
-                )
-            except httpx.TransportError as exc:
-                now = clock()
-                if isinstance(exc, httpx.TimeoutException) and (
-                    (left := call.remaining(now)) is not None and left <= 0
-                ):
-                    deadline = deadline_error(policy, queued=progress.queued, request=None)
-                    deadline.__cause__ = exc.__cause__
-                    exc = deadline
-                result = exc
-                attempts.append(Attempt(call.attempts, type(exc).__name__, now - call.start))
-                outcome = outcome_of(exc)
-            except (ResponseTooLargeError, httpx.DecodingError) as exc:
-                # Never retried: the next answer would be as large (or as broken).
-                attempts.append(Attempt(call.attempts, type(exc).__name__, clock() - call.start))
-                record_attempts(exc, tuple(attempts))
-                raise
-            else:
-                now = clock()
-                status = result[0].status
-                attempts.append(Attempt(call.attempts, status, now - call.start))
-                retry_after = result[0].headers.get("Retry-After")
-                outcome = Outcome.response(status, parse_retry_after(retry_after))
-            decision = call.attempt_done(outcome, now=now)
-            if isinstance(decision, GiveUp):
-                break
-            announce(
-                call,
-                method,
-                public,
-                endpoint_name(extensions),
-                decision,
-                elapsed=clock() - call.start,
-            )
-            await policy.sleep(decision.wait)
-            now = clock()
-            if call.resend(now=now) is not None:
-                break
-        if isinstance(result, BaseException):
-            record_attempts(result, tuple(attempts))
-            raise result
-        return self._reply(method, route.url, result[0], tuple(attempts)), result[1]
+        result, attempts = await run_call(
+            policy, method, route.public, extensions, attempt, _status, clock
+        )
+        return self._reply(method, route.url, result[0], attempts), result[1]
 
     def _timeout(self, remaining: float | None) -> aiohttp.ClientTimeout:
         timeouts = self._parts.timeout_dict
@@ -527,14 +457,10 @@ class AiohttpSender:
             )
         status = response.status
         if "Set-Cookie" in headers:
-            # As client.send does: a load balancer's sticky cookie is kept
-            # (and, the jar no longer empty, later calls go through the client).
-            self._parts.client.cookies.extract_cookies(
-                httpx.Response(
-                    status,
-                    headers=list(response.raw_headers),
-                    request=httpx.Request(method, url),
-                )
-            )
+            keep_cookies(self._parts, method, url, list(response.raw_headers))
         reason = response.reason or httpx.codes.get_reason_phrase(status)
         return Reply(status, reason, headers, attempts)
+
+
+def _status(result: tuple[aiohttp.ClientResponse, bytes]) -> tuple[int, str | None]:
+    return result[0].status, result[0].headers.get("Retry-After")

@@ -4,7 +4,11 @@
 this SDK never uses: parse and merge the URL, merge headers and cookies,
 run an auth flow and event hooks, extract cookies from the response. On a
 small body that is about a third of a call's CPU time. When the client is
-the SDK's own and is still as the SDK made it, :class:`DirectSender` builds
+the SDK's own and is still as the SDK made it, but its transport is not one
+the SDK drives itself (a ``transport=`` of the user's, ``mock_api``'s, the
+pool behind a proxy; otherwise ``sender.PoolSender`` or
+``aiohttp.AiohttpSender`` send with no httpx model at all),
+:class:`DirectSender` builds
 the ``httpx.Request`` the client would have built (same headers, same
 timeout extension) from cached parts and hands it to the transport (the
 retry layer) itself, and stores a ``Set-Cookie`` in the client's jar as
@@ -127,6 +131,16 @@ class SharedParts:
         _, pairs, at, name = found
         merged = list(pairs)
         merged[at] = ("authorization", own[name])
+        return merged
+
+    def raw_pairs(self, own: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+        """``headers(own).raw`` (names as the user spelled them), without making the headers."""
+        found = self._template(own)
+        if found is None:
+            return list(_merged(self.client.headers, own).raw)
+        template, _, at, name = found
+        merged = list(template.raw)
+        merged[at] = (merged[at][0], own[name].encode("ascii"))
         return merged
 
     def _template(
