@@ -19,7 +19,13 @@ import httpx
 import pytest
 
 from memcachier_async._transports.body import Target
-from memcachier_async._transports.h1 import Answer, CallDeadline, Clock, Connection
+from memcachier_async._transports.h1 import (
+    Answer,
+    CallDeadline,
+    Clock,
+    Connection,
+    request_head,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -73,9 +79,7 @@ async def _exchange(
     with anyio.CancelScope() as scope:
         clock = Clock(scope, {}, math.inf, None)
         answer = await connection.exchange(
-            b"GET",
-            b"/api/v1/1/stats",
-            headers or [(b"Host", b"127.0.0.1")],
+            request_head(b"GET", b"/api/v1/1/stats", headers or [(b"Host", b"127.0.0.1")]),
             None,
             tls=None,
             clock=clock,
@@ -112,13 +116,11 @@ async def test_a_failed_read_is_a_read_error_and_closes_the_connection() -> None
     assert stream.closed
 
 
-async def test_a_header_value_with_a_line_break_is_refused_before_sending() -> None:
-    """A header value that would split the request: httpx.LocalProtocolError, nothing sent."""
-    stream = Scripted([OK])
+def test_a_header_value_with_a_line_break_is_refused_before_sending() -> None:
+    """A header value that would split the request: httpx.LocalProtocolError when its
+    head is made, before any connection is taken."""
     with pytest.raises(httpx.LocalProtocolError):
-        await _exchange(stream, [(b"Host", b"127.0.0.1"), (b"X-Note", b"a\r\nInjected: 1")])
-    assert stream.sent == []
-    assert stream.closed
+        request_head(b"GET", b"/", [(b"Host", b"127.0.0.1"), (b"X-Note", b"a\r\nInjected: 1")])
 
 
 async def test_each_phase_has_its_own_timer_and_error() -> None:
@@ -160,3 +162,24 @@ async def test_each_phase_has_its_own_timer_and_error() -> None:
     clock.enter("read")
     assert not clock.phase_bound
     assert scope.deadline == now + 1.0
+
+
+async def test_a_body_shorter_than_its_declared_length_is_not_sent() -> None:
+    """A request (of a user's client, through PoolTransport) whose Content-Length
+    says 5 for a body of 2: httpx.LocalProtocolError, nothing written, the
+    connection closed."""
+    stream = Scripted([OK])
+    connection = Connection(("http", "127.0.0.1", 80))
+    connection._stream = stream
+    head = request_head(b"POST", b"/", [(b"Host", b"127.0.0.1"), (b"Content-Length", b"5")])
+    scope = anyio.CancelScope()
+    with pytest.raises(httpx.LocalProtocolError):
+        await connection.exchange(
+            head,
+            b"ab",
+            tls=None,
+            clock=Clock(scope, {}, math.inf, None),
+            read_for=Target("POST", "http://127.0.0.1/", {}),
+        )
+    assert stream.sent == []
+    assert stream.closed

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import NoReturn
@@ -38,7 +39,7 @@ import httpx
 
 from .body import Target, read_body
 
-__all__ = ["Answer", "CallDeadline", "Clock", "Connection", "Origin"]
+__all__ = ["Answer", "CallDeadline", "Clock", "Connection", "Origin", "request_head"]
 
 #: (scheme, host, port) of the connection, as bytes/str/int.
 Origin = tuple[str, str, int]
@@ -134,11 +135,10 @@ class Clock:
         return error(f"the {self.phase} timeout passed", request=request)
 
 
-def _readable(stream: anyio.abc.ByteStream) -> bool:
+def _readable(sock: socket.socket | None) -> bool:
     """Whether an idle connection's socket has something to read: the
     server closed it (or sent what no request asked for). Either way it is
     not to be reused."""
-    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
     if sock is None:  # not a socket (a test's stream)
         return False
     try:
@@ -154,20 +154,23 @@ def _readable(stream: anyio.abc.ByteStream) -> bool:
 class Connection:
     """One HTTP/1.1 connection to one origin, opened on first use."""
 
-    __slots__ = ("_h11", "_stream", "origin")
+    __slots__ = ("_h11", "_socket", "_stream", "origin")
 
     def __init__(self, origin: Origin) -> None:
         self.origin = origin
         self._stream: anyio.abc.ByteStream | None = None
+        self._socket: socket.socket | None = None
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
 
     def reusable(self) -> bool:
         """Whether an idle connection can take the next request."""
-        stream = self._stream
-        return stream is None or (self._h11.our_state is h11.IDLE and not _readable(stream))
+        if self._stream is None:
+            return True
+        return self._h11.our_state is h11.IDLE and not _readable(self._socket)
 
     async def aclose(self) -> None:
         stream, self._stream = self._stream, None
+        self._socket = None
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
         if stream is not None:
             # Shielded: a cancelled call still closes; a failure to close is closed enough.
@@ -195,13 +198,12 @@ class Connection:
                     raise httpx.ConnectError(_message(exc)) from exc
                 raise
         self._stream = stream
+        self._socket = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
         return stream
 
     async def exchange(
         self,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
+        head: h11.Request,
         content: bytes | None,
         *,
         tls: ssl.SSLContext | None,
@@ -209,7 +211,8 @@ class Connection:
         read_for: httpx.Request | Target,
         request: httpx.Request | None = None,
     ) -> Answer:
-        """Send one request and read its response whole, in ``clock``'s scope.
+        """Send one request (``head``, see :func:`request_head`, then
+        ``content``) and read its response whole, in ``clock``'s scope.
 
         The connection is closed unless the exchange ended cleanly.
         """
@@ -218,7 +221,7 @@ class Connection:
             stream = self._stream or await self._connect(tls, clock)
             conn = self._h11
             try:
-                data = conn.send(h11.Request(method=method, target=target, headers=headers))
+                data = conn.send(head)
                 if content:
                     data += conn.send(h11.Data(data=content))
                 data += conn.send(h11.EndOfMessage())
@@ -230,12 +233,12 @@ class Connection:
             except _NETWORK_ERRORS as exc:
                 raise httpx.WriteError(_message(exc), request=request) from exc
             clock.enter("read")
-            head = await self._next(stream, clock, request)
-            while isinstance(head, h11.InformationalResponse):
-                head = await self._next(stream, clock, request)
-            if not isinstance(head, h11.Response):  # pragma: no cover - h11 gives no other
-                raise httpx.RemoteProtocolError(f"unexpected {type(head).__name__}")
-            raw = list(head.headers.raw_items())
+            response = await self._next(stream, clock, request)
+            while isinstance(response, h11.InformationalResponse):
+                response = await self._next(stream, clock, request)
+            if not isinstance(response, h11.Response):  # pragma: no cover - h11 gives no other
+                raise httpx.RemoteProtocolError(f"unexpected {type(response).__name__}")
+            raw = list(response.headers.raw_items())
             encoding = length = None
             for name, value in raw:
                 lowered = name.lower()
@@ -245,7 +248,7 @@ class Connection:
                     length = value.decode("latin-1")
             body, whole = await read_body(
                 self._body(stream, clock, request),
-                status_code=head.status_code,
+                status_code=response.status_code,
                 content_encoding=encoding,
                 content_length=length,
                 request=read_for,
@@ -253,7 +256,7 @@ class Connection:
             if whole and conn.our_state is h11.DONE and conn.their_state is h11.DONE:
                 conn.start_next_cycle()
                 done = True
-            return Answer(head.status_code, head.reason, raw, body)
+            return Answer(response.status_code, response.reason, raw, body)
         finally:
             if not done:
                 await self.aclose()
@@ -301,6 +304,21 @@ class Connection:
                 return
             else:  # pragma: no cover - h11 gives only these after a Response
                 raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__}")
+
+
+def request_head(
+    method: bytes,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    request: httpx.Request | None = None,
+) -> h11.Request:
+    """The head of a request, checked by h11 (no line break in a header
+    value, one Host, ...): ``httpx.LocalProtocolError`` if it cannot be sent.
+    Immutable: one head serves any number of requests."""
+    try:
+        return h11.Request(method=method, target=target, headers=headers)
+    except h11.LocalProtocolError as exc:
+        raise httpx.LocalProtocolError(str(exc), request=request) from exc
 
 
 def _disconnected(request: httpx.Request | None) -> NoReturn:

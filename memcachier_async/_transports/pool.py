@@ -35,13 +35,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
+import h11
 import httpcore  # httpx imports it on its first transport: in the event loop, ~0.3 s
 import httpcore._async.connection_pool as _httpcore_pool
 import httpx
 import httpx._transports.default as _httpx_default
 
 from .body import Target, decoded_headers, network_abort, read_body
-from .h1 import Answer, Clock, Connection, Origin
+from .h1 import Answer, Clock, Connection, Origin, request_head
 from .rules import PROGRESS_EXTENSION, Progress
 
 __all__ = ["PoolTransport", "default_tls_context", "httpx_patched"]
@@ -221,10 +222,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
 
     async def exchange(
         self,
-        method: bytes,
+        head: h11.Request,
         origin: Origin,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
         content: bytes | None,
         *,
         timeouts: Mapping[str, float | None],
@@ -251,9 +250,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 elif not slot.reusable():
                     await slot.aclose()
                 return await slot.exchange(
-                    method,
-                    target,
-                    headers,
+                    head,
                     content,
                     tls=self._ssl if origin[0] == "https" else None,
                     clock=clock,
@@ -278,11 +275,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
         else:
             content = await request.aread()
         progress = request.extensions.get(PROGRESS_EXTENSION)
+        head = request_head(
+            request.method.encode("ascii"), url.raw_path, request.headers.raw, request
+        )
         answer = await self.exchange(
-            request.method.encode("ascii"),
+            head,
             (scheme, url.host, url.port or _DEFAULT_PORTS[scheme]),
-            url.raw_path,
-            request.headers.raw,
             content or None,
             timeouts=request.extensions.get("timeout") or {},
             remaining=None,

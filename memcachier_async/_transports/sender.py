@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+import h11
 import httpx
 
 from memcachier_async._errors import Attempt, ResponseTooLargeError
@@ -29,7 +30,7 @@ from . import otel as _otel
 from .body import Target
 from .core import GiveUp, Outcome, RetryCall, RetryPolicy
 from .direct import SharedParts
-from .h1 import Answer, CallDeadline
+from .h1 import Answer, CallDeadline, request_head
 from .pool import PoolTransport, httpx_patched
 from .retry import (
     Reply,
@@ -169,7 +170,7 @@ class _Route:
     query), as httpx parses it, and the header pairs of a bodiless request to
     it, as ``httpx.Request`` makes them (Host first)."""
 
-    __slots__ = ("host", "origin", "pairs", "public", "target", "url")
+    __slots__ = ("heads", "host", "origin", "pairs", "public", "target", "url")
 
     def __init__(self, url: httpx.URL, pairs: list[tuple[bytes, bytes]]) -> None:
         self.url = url
@@ -179,6 +180,8 @@ class _Route:
         self.target = url.raw_path
         self.host = (b"Host", url.netloc)
         self.pairs = [self.host, *pairs]
+        #: The h11 head of a bodiless request per method, checked once.
+        self.heads: dict[str, h11.Request] = {}
 
 
 _DROPPED = frozenset({b"content-encoding", b"content-length"})
@@ -254,21 +257,24 @@ class PoolSender:
         policy: RetryPolicy,
     ) -> tuple[Reply, bytes]:
         route = self._route(url)
+        verb = method.encode("ascii")
         if headers or content is not None or method in _EMPTY_BODY_METHODS:
-            wire = self._pairs_for(route, method, content, headers)
+            head = request_head(
+                verb, route.target, self._pairs_for(route, method, content, headers)
+            )
         else:
-            wire = route.pairs
+            found = route.heads.get(method)
+            if found is None:
+                found = route.heads[method] = request_head(verb, route.target, route.pairs)
+            head = found
         target = Target(method, route.public, extensions)
         pool = self._pool
         timeouts = self._parts.timeout_dict
-        verb = method.encode("ascii")
 
         def attempt(remaining: float | None, progress: Progress) -> Awaitable[Answer]:
             return pool.exchange(
-                verb,
+                head,
                 route.origin,
-                route.target,
-                wire,
                 content,
                 timeouts=timeouts,
                 remaining=remaining,
