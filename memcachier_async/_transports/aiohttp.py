@@ -27,7 +27,6 @@ import httpx
 
 from memcachier_async._errors import Attempt
 
-from . import otel as _otel
 from .body import Target, declared_within_limit, decoded_headers, read_body
 from .core import RetryPolicy
 from .direct import SharedParts
@@ -36,12 +35,10 @@ from .retry import (
     Reply,
     RetryTransport,
     attempt_timeout,
-    endpoint_name,
-    policy_for,
     public_url,
 )
 from .rules import PROGRESS_EXTENSION, Progress
-from .sender import body_headers, keep_cookies, run_call, set_in_place
+from .sender import OwnSender, body_headers, keep_cookies, run_call, set_in_place
 
 try:
     import aiohttp
@@ -316,7 +313,7 @@ class _Route:
         self.skip = auto_headers_to_skip(name for name, _ in pairs)
 
 
-class AiohttpSender:
+class AiohttpSender(OwnSender):
     """Sends the calls of one set of credentials on the aiohttp session of the SDK's own client.
 
     What the direct sender, :class:`~.retry.RetryTransport` and
@@ -362,24 +359,6 @@ class AiohttpSender:
                 self._transport._url(parsed), public_url(parsed), parsed, [host, *self._pairs]
             )
         return found
-
-    async def send(
-        self,
-        method: str,
-        url: str,
-        *,
-        content: bytes | None,
-        headers: Mapping[str, str],
-        extensions: Mapping[str, Any],
-    ) -> tuple[Reply, bytes]:
-        """The answer and its decoded body, as the httpx stack would give them."""
-        policy = policy_for(extensions, self._retry.policy)
-        tracer = _otel.tracer()
-        if tracer is not None:
-            # One span around the attempts, as RetryTransport makes.
-            with _otel.call_span(tracer, method, endpoint_name(extensions)):
-                return await self._call(method, url, content, headers, extensions, policy)
-        return await self._call(method, url, content, headers, extensions, policy)
 
     async def _call(
         self,

@@ -1,15 +1,18 @@
-"""The SDK's default transport: one httpcore pool per connection, pooled here.
+"""The SDK's default transport: a pool of HTTP/1.1 connections in constant time per request.
 
 httpcore's connection pool re-examines every connection each time a
 request starts and each time one ends: it asks each idle connection's
 socket whether it is readable (system calls), and for each idle connection
 counts all connections again. With the 100 connections a poller needs, that
 is most of a call's CPU time (measured: about 25 ms per call at 128 calls in
-flight, against about 1 ms with a single connection).
+flight, against about 1 ms with a single connection). And each httpcore
+connection takes three anyio locks per request, each an extra turn of the
+event loop.
 
-:class:`PoolTransport` keeps httpcore for the HTTP itself (TLS, proxies,
-HTTP/1.1) but gives each connection a one-connection ``AsyncHTTPTransport``
-of its own, and does the pooling in constant time per request:
+:class:`PoolTransport` pools connections of its own (``h1.Connection``:
+h11 on an anyio stream, one cancel scope per attempt) and does the pooling
+in constant time per request; only the connection the request takes is
+checked for a close by the server:
 
 - idle connections wait on a stack, the most recently used on top, so light
   load keeps few connections warm and the others age out
@@ -20,6 +23,11 @@ of its own, and does the pooling in constant time per request:
 Every response is read before its connection goes back, so responses come
 back as bytes in memory (which the SDK needs anyway): decoded and bounded as
 they arrive (see ``body.py``). An error body cut short closes its connection.
+
+Behind a proxy (an ``https://`` origin beyond loopback, when one is set) each
+connection is a one-connection httpx transport, which sets up the tunnel;
+while httpx is mocked or instrumented (:func:`httpx_patched`) requests go
+through httpx's own transport.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from .retry import (
 )
 from .rules import Progress, parse_retry_after
 
-__all__ = ["PoolSender", "run_call"]
+__all__ = ["OwnSender", "PoolSender", "run_call"]
 
 R = TypeVar("R")
 
@@ -187,7 +187,44 @@ class _Route:
 _DROPPED = frozenset({b"content-encoding", b"content-length"})
 
 
-class PoolSender:
+class OwnSender:
+    """What the SDK's own senders share: each call's policy (the retry
+    layer's, or the call's own) and its OpenTelemetry span, around the
+    backend's :meth:`_call`."""
+
+    _retry: RetryTransport
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        extensions: Mapping[str, Any],
+    ) -> tuple[Reply, bytes]:
+        """The answer and its decoded body, as the httpx stack would give them."""
+        policy = policy_for(extensions, self._retry.policy)
+        tracer = _otel.tracer()
+        if tracer is not None:
+            # One span around the attempts, as RetryTransport makes.
+            with _otel.call_span(tracer, method, endpoint_name(extensions)):
+                return await self._call(method, url, content, headers, extensions, policy)
+        return await self._call(method, url, content, headers, extensions, policy)
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        extensions: Mapping[str, Any],
+        policy: RetryPolicy,
+    ) -> tuple[Reply, bytes]:
+        raise NotImplementedError  # pragma: no cover - each backend's sender has one
+
+
+class PoolSender(OwnSender):
     """Sends the calls of one set of credentials on the connections of the
     client's own :class:`~.pool.PoolTransport` (the default backend).
 
@@ -228,24 +265,6 @@ class PoolSender:
                 self._routes.clear()
             found = self._routes[url] = _Route(self._parts.url(url), self._raw)
         return found
-
-    async def send(
-        self,
-        method: str,
-        url: str,
-        *,
-        content: bytes | None,
-        headers: Mapping[str, str],
-        extensions: Mapping[str, Any],
-    ) -> tuple[Reply, bytes]:
-        """The answer and its decoded body, as the httpx stack would give them."""
-        policy = policy_for(extensions, self._retry.policy)
-        tracer = _otel.tracer()
-        if tracer is not None:
-            # One span around the attempts, as RetryTransport makes.
-            with _otel.call_span(tracer, method, endpoint_name(extensions)):
-                return await self._call(method, url, content, headers, extensions, policy)
-        return await self._call(method, url, content, headers, extensions, policy)
 
     async def _call(
         self,
