@@ -317,3 +317,15 @@ async def test_a_scheme_other_than_http_or_https_is_refused() -> None:
         await transport.handle_async_request(httpx.Request("GET", "ftp://127.0.0.1/x"))
     assert not transport._slots
     await transport.aclose()
+
+
+async def test_errors_through_the_transport_name_their_request() -> None:
+    """Through PoolTransport (a user's client over it), a refused connect is
+    httpx.ConnectError carrying the request, as httpx's own transport gives it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with httpx.AsyncClient(transport=PoolTransport()) as http:
+        with pytest.raises(httpx.ConnectError) as caught:
+            await http.get(f"http://127.0.0.1:{port}/x")
+    assert caught.value.request.url == f"http://127.0.0.1:{port}/x"

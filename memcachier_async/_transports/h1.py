@@ -41,7 +41,7 @@ from .body import Target, read_body
 
 __all__ = ["Answer", "CallDeadline", "Clock", "Connection", "Origin", "request_head"]
 
-#: (scheme, host, port) of the connection, as bytes/str/int.
+#: (scheme, host, port) of a connection: ``("https", "example.com", 443)``.
 Origin = tuple[str, str, int]
 
 # As httpcore: read up to 64 KiB at a time; a response head up to 100 KiB.
@@ -177,16 +177,18 @@ class Connection:
             with anyio.CancelScope(shield=True), contextlib.suppress(*_NETWORK_ERRORS):
                 await stream.aclose()
 
-    async def _connect(self, tls: ssl.SSLContext | None, clock: Clock) -> anyio.abc.ByteStream:
+    async def _connect(
+        self, tls: ssl.SSLContext | None, clock: Clock, request: httpx.Request | None
+    ) -> anyio.abc.ByteStream:
         scheme, host, port = self.origin
         clock.enter("connect")
         try:
             stream: anyio.abc.ByteStream = await anyio.connect_tcp(host, port)
         except (OSError, anyio.BrokenResourceError) as exc:
-            raise httpx.ConnectError(_message(exc)) from exc
+            raise httpx.ConnectError(_message(exc), request=request) from exc
         if scheme == "https":
             if tls is None:  # pragma: no cover - the pool always gives one
-                raise httpx.ConnectError("no TLS context for an https:// origin")
+                raise httpx.ConnectError("no TLS context for an https:// origin", request=request)
             try:
                 stream = await anyio.streams.tls.TLSStream.wrap(
                     stream, hostname=host, ssl_context=tls, standard_compatible=False
@@ -195,7 +197,7 @@ class Connection:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
                 if isinstance(exc, (*_NETWORK_ERRORS, anyio.EndOfStream)):
-                    raise httpx.ConnectError(_message(exc)) from exc
+                    raise httpx.ConnectError(_message(exc), request=request) from exc
                 raise
         self._stream = stream
         self._socket = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
@@ -218,7 +220,7 @@ class Connection:
         """
         done = False
         try:
-            stream = self._stream or await self._connect(tls, clock)
+            stream = self._stream or await self._connect(tls, clock, request)
             conn = self._h11
             try:
                 data = conn.send(head)
@@ -237,7 +239,9 @@ class Connection:
             while isinstance(response, h11.InformationalResponse):
                 response = await self._next(stream, clock, request)
             if not isinstance(response, h11.Response):  # pragma: no cover - h11 gives no other
-                raise httpx.RemoteProtocolError(f"unexpected {type(response).__name__}")
+                raise httpx.RemoteProtocolError(
+                    f"unexpected {type(response).__name__}", request=request
+                )
             raw = list(response.headers.raw_items())
             encoding = length = None
             for name, value in raw:
@@ -303,7 +307,9 @@ class Connection:
             elif isinstance(event, h11.EndOfMessage):
                 return
             else:  # pragma: no cover - h11 gives only these after a Response
-                raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__}")
+                raise httpx.RemoteProtocolError(
+                    f"unexpected {type(event).__name__}", request=request
+                )
 
 
 def request_head(
