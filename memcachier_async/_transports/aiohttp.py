@@ -371,7 +371,7 @@ class AiohttpSender(OwnSender):
     ) -> tuple[Reply, bytes]:
         route = self._route(url)
         pairs = set_in_place(route.pairs, headers) if headers else route.pairs
-        pairs = body_headers(pairs, method, content)
+        pairs = body_headers(pairs, method, content, "content-length")
         target = Target(method, route.public, extensions)
         transport = self._transport
 

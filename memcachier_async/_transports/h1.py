@@ -29,7 +29,6 @@ import select
 import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping
-from typing import NoReturn
 
 import anyio
 import anyio.abc
@@ -39,10 +38,33 @@ import httpx
 
 from .body import Target, read_body
 
-__all__ = ["Answer", "CallDeadline", "Clock", "Connection", "Origin", "request_head"]
+__all__ = [
+    "Answer",
+    "CallDeadline",
+    "Clock",
+    "Connection",
+    "Origin",
+    "origin_of",
+    "request_head",
+]
 
 #: (scheme, host, port) of a connection: ``("https", "example.com", 443)``.
 Origin = tuple[str, str, int]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: httpx.URL, request: httpx.Request | None = None) -> Origin:
+    """Where a connection for ``url`` goes (``httpx.UnsupportedProtocol``
+    for a scheme other than http or https)."""
+    scheme = url.scheme
+    default = _DEFAULT_PORTS.get(scheme)
+    if default is None:
+        raise httpx.UnsupportedProtocol(
+            f"the URL has an unsupported scheme {scheme!r}", request=request
+        )
+    return (scheme, url.host, url.port or default)
+
 
 # As httpcore: read up to 64 KiB at a time; a response head up to 100 KiB.
 _READ_SIZE = 64 * 1024
@@ -288,7 +310,9 @@ class Connection:
             except _NETWORK_ERRORS as exc:
                 raise httpx.ReadError(_message(exc), request=request) from exc
             if not data and conn.their_state is h11.SEND_RESPONSE:
-                _disconnected(request)
+                raise httpx.RemoteProtocolError(
+                    "Server disconnected without sending a response.", request=request
+                )
             try:
                 conn.receive_data(data)
             except h11.RemoteProtocolError as exc:  # pragma: no cover - h11 raises on next_event
@@ -325,12 +349,6 @@ def request_head(
         return h11.Request(method=method, target=target, headers=headers)
     except h11.LocalProtocolError as exc:
         raise httpx.LocalProtocolError(str(exc), request=request) from exc
-
-
-def _disconnected(request: httpx.Request | None) -> NoReturn:
-    raise httpx.RemoteProtocolError(
-        "Server disconnected without sending a response.", request=request
-    )
 
 
 def _message(exc: BaseException) -> str:

@@ -50,7 +50,7 @@ import httpx
 import httpx._transports.default as _httpx_default
 
 from .body import Target, decoded_headers, network_abort, read_body
-from .h1 import Answer, Clock, Connection, Origin, request_head
+from .h1 import Answer, Clock, Connection, Origin, origin_of, request_head
 from .rules import PROGRESS_EXTENSION, Progress
 
 __all__ = ["PoolTransport", "default_tls_context", "httpx_patched"]
@@ -87,7 +87,6 @@ class _Waiter:
 
 
 _Slot = httpx.AsyncHTTPTransport | Connection
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class PoolTransport(httpx.AsyncBaseTransport):
@@ -117,7 +116,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
         )
         self._proxy = proxy
         self._limits = limits
-        self._mocked: httpx.AsyncHTTPTransport | None = None
+        # httpx's own transport, while httpx is patched (see _through_httpx).
+        self._httpx: httpx.AsyncHTTPTransport | None = None
         # One TLS context for all connections (httpx would build one per transport).
         if isinstance(verify, ssl.SSLContext):
             self._ssl = verify
@@ -201,9 +201,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
             with anyio.CancelScope(shield=True):
                 await old.aclose()
 
-    async def _acquire(self, progress: Progress | None, clock: Clock | None) -> _Slot:
-        """A connection, waiting in line for one if all are busy (up to the
-        ``pool`` timeout: ``clock``'s, or ``pool_timeout``)."""
+    async def _acquire(self, progress: Progress | None, clock: Clock) -> _Slot:
+        """A connection, waiting in line for one if all are busy (``clock``
+        keeps the pool timeout while it waits)."""
         if self._closed:
             raise RuntimeError("the transport is closed")
         if self._idle:
@@ -212,8 +212,6 @@ class PoolTransport(httpx.AsyncBaseTransport):
             progress.queued = True
         slot = self._take()
         if slot is None:
-            if clock is None:  # pragma: no cover - every caller passes one
-                raise RuntimeError("no clock")
             clock.enter("pool")
             slot = await self._wait()
         if progress is not None:
@@ -273,11 +271,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         if self._proxy is not None or httpx_patched():
             return await self._through_httpx(request)
         url = request.url
-        scheme = url.scheme
-        if scheme not in _DEFAULT_PORTS:
-            raise httpx.UnsupportedProtocol(
-                f"the URL has an unsupported scheme {scheme!r}", request=request
-            )
+        origin = origin_of(url, request)
         if isinstance(request.stream, httpx.ByteStream):
             content = b"".join(request.stream)
         else:
@@ -288,7 +282,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         )
         answer = await self.exchange(
             head,
-            (scheme, url.host, url.port or _DEFAULT_PORTS[scheme]),
+            origin,
             content or None,
             timeouts=request.extensions.get("timeout") or {},
             remaining=None,
@@ -296,7 +290,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             read_for=request,
             request=request,
         )
-        decoded = any(k.lower() == b"content-encoding" for k, _ in answer.headers)
+        decoded = answer.header(b"content-encoding") is not None
         return httpx.Response(
             answer.status,
             headers=decoded_headers(answer.headers, decoded),
@@ -311,18 +305,16 @@ class PoolTransport(httpx.AsyncBaseTransport):
         up the tunnel), or while httpx is mocked or instrumented (see
         :func:`httpx_patched`)."""
         if self._proxy is None:
-            if self._mocked is None:
-                self._mocked = httpx.AsyncHTTPTransport(verify=self._ssl, limits=self._limits)
-            return await _read_whole(self._mocked, request)
+            if self._httpx is None:
+                self._httpx = httpx.AsyncHTTPTransport(verify=self._ssl, limits=self._limits)
+            return await _read_whole(self._httpx, request)
         progress = request.extensions.get(PROGRESS_EXTENSION)
         pool_timeout = (request.extensions.get("timeout") or {}).get("pool")
         with anyio.CancelScope() as scope:
             clock = Clock(scope, {"pool": pool_timeout}, math.inf, None)
             slot = await self._acquire(progress, clock)
         if scope.cancelled_caught:
-            raise httpx.PoolTimeout(
-                "no connection became free within the pool timeout", request=request
-            )
+            raise clock.expired(request)
         try:
             assert isinstance(slot, httpx.AsyncHTTPTransport)
             return await _read_whole(slot, request)
@@ -331,8 +323,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._mocked is not None:
-            await self._mocked.aclose()
+        if self._httpx is not None:
+            await self._httpx.aclose()
         slots, self._slots = self._slots, set()
         self._idle.clear()
         while self._waiters:

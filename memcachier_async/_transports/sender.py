@@ -30,7 +30,7 @@ from . import otel as _otel
 from .body import Target
 from .core import GiveUp, Outcome, RetryCall, RetryPolicy
 from .direct import SharedParts
-from .h1 import Answer, CallDeadline, request_head
+from .h1 import Answer, CallDeadline, origin_of, request_head
 from .pool import PoolTransport, httpx_patched
 from .retry import (
     Reply,
@@ -49,6 +49,7 @@ from .rules import Progress, parse_retry_after
 __all__ = ["OwnSender", "PoolSender", "run_call"]
 
 R = TypeVar("R")
+H = TypeVar("H", str, bytes)
 
 _MAX_CACHED = 256
 _EMPTY_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -124,16 +125,24 @@ async def run_call(
 
 
 def body_headers(
-    pairs: list[tuple[str, str]], method: str, content: bytes | None
-) -> list[tuple[str, str]]:
-    """``pairs`` (Host first) with the ``Content-Length`` ``httpx.Request`` adds."""
+    pairs: list[tuple[H, H]], method: str, content: bytes | None, length_name: H
+) -> list[tuple[H, H]]:
+    """``pairs`` (Host first) with the ``Content-Length`` ``httpx.Request`` adds,
+    named ``length_name`` (``str`` or ``bytes`` pairs alike)."""
+    if content is None and method not in _EMPTY_BODY_METHODS:
+        return pairs
+    merged = list(pairs)
     if content is not None:
         # Last, as httpx.Request adds it for a body.
-        return [*pairs, ("content-length", str(len(content)))]
-    if method in _EMPTY_BODY_METHODS:
+        merged.append((length_name, _like(length_name, str(len(content)))))
+    else:
         # Next to Host, as httpx.Request adds it for a body-less POST.
-        return [pairs[0], ("content-length", "0"), *pairs[1:]]
-    return pairs
+        merged.insert(1, (length_name, _like(length_name, "0")))
+    return merged
+
+
+def _like(kind: H, text: str) -> H:
+    return text if isinstance(kind, str) else text.encode("ascii")
 
 
 def set_in_place(pairs: list[tuple[str, str]], headers: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -175,8 +184,7 @@ class _Route:
     def __init__(self, url: httpx.URL, pairs: list[tuple[bytes, bytes]]) -> None:
         self.url = url
         self.public = public_url(url)
-        port = url.port or (443 if url.scheme == "https" else 80)
-        self.origin = (url.scheme, url.host, port)
+        self.origin = origin_of(url)
         self.target = url.raw_path
         self.host = (b"Host", url.netloc)
         self.pairs = [self.host, *pairs]
@@ -315,13 +323,7 @@ class PoolSender(OwnSender):
             merged = httpx.Headers(raw)
             merged.update(headers)
             raw = merged.raw
-        if content is not None:
-            # Last, as httpx.Request adds it for a body.
-            return [route.host, *raw, (b"Content-Length", str(len(content)).encode("ascii"))]
-        if method in _EMPTY_BODY_METHODS:
-            # Next to Host, as httpx.Request adds it for a body-less POST.
-            return [route.host, (b"Content-Length", b"0"), *raw]
-        return [route.host, *raw]
+        return body_headers([route.host, *raw], method, content, b"Content-Length")
 
     def _reply(
         self, method: str, url: httpx.URL, answer: Answer, attempts: tuple[Attempt, ...]
