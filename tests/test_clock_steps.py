@@ -94,10 +94,15 @@ def test_random_clock_steps_never_reach_a_rate(
     tracker = Baseline()
     wall = 0
     offsets = [0] * servers
-    for number, (step, interval, call) in enumerate(rounds):
-        wall += interval
-        moved = [step if index == number % servers else 0 for index in range(servers)]
-        offsets = [o + m for o, m in zip(offsets, moved, strict=True)]
+    # Each server's clock offset and wall time when its baseline was taken: a
+    # stalled server keeps its old baseline, so what a later round sees is
+    # every step since that one, over the time since then.
+    base_offsets = [0] * servers
+    base_walls = [0] * servers
+    for number, (step, gap, call) in enumerate(rounds):
+        wall += gap
+        steps_now = [step if index == number % servers else 0 for index in range(servers)]
+        offsets = [o + m for o, m in zip(offsets, steps_now, strict=True)]
         current = Stats(
             {
                 f"s{index}:1": sample(wall, offsets[index], RATE * (index + 1))
@@ -107,11 +112,15 @@ def test_random_clock_steps_never_reach_a_rate(
         # The server read its clock at ``wall``, somewhere within the call.
         change = tracker.advance(current, wall - call / 2, wall + call / 2)
         if change is None:
+            base_offsets, base_walls = list(offsets), [wall] * servers
             continue
         for index in range(servers):
             name = f"s{index}:1"
             if name in change.stalled_servers:
                 continue
+            moved = [o - b for o, b in zip(offsets, base_offsets, strict=True)]
+            interval = wall - base_walls[index]
+            base_offsets[index], base_walls[index] = offsets[index], wall
             rate = change.servers[name].get_rate
             allowed = max(CLOCK_TOLERANCE + call, 0.1 * interval)
             if abs(moved[index]) > allowed + 3:
