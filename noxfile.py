@@ -21,7 +21,7 @@ from packaging.version import Version
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHONS = nox.project.python_versions(PYPROJECT)
 
-nox.options.sessions = ["tests", "lowest", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "tests_httpx2", "lowest", "lint", "typecheck", "docs"]
 nox.options.reuse_venv = "yes"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = os.environ.get("CI", "").lower() in {"1", "true"}
@@ -32,6 +32,21 @@ def tests(session: nox.Session) -> None:
     """The test suite (with coverage and its floor unless ``-- --no-cov``)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+# The suite as an application that called httpx2.alias_httpx() runs it: the
+# alias is made before pytest (or anything else) imports httpx.
+UNDER_HTTPX2 = (
+    "import sys, httpx2; httpx2.alias_httpx(); import pytest; sys.exit(pytest.main(sys.argv[1:]))"
+)
+
+
+@nox.session(python=PYTHONS[-1])
+def tests_httpx2(session: nox.Session) -> None:
+    """The test suite (respx included) with ``import httpx`` loading httpx2, on one Python."""
+    session.install("-e", ".[test]")
+    session.env["MEMCACHIER_EXPECT_HTTPX2"] = "1"  # tests/test_httpx2.py checks the alias held
+    session.run("python", "-c", UNDER_HTTPX2, *session.posargs)
 
 
 @nox.session(python=PYTHONS[0], venv_backend="uv", reuse_venv=False)

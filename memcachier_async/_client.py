@@ -6,11 +6,10 @@ import base64
 import functools
 import logging
 import os
-import ssl
 import time
 from collections.abc import Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import attrs
@@ -31,12 +30,12 @@ from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Sta
 from ._stack import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
-    CertTypes,
     Stack,
-    StackOptions,
+    StackKeywords,
     build_stack,
     check_headers,
     is_loopback,
+    stack_options,
 )
 from ._transports import hooks as _hooks
 from ._transports.body import (
@@ -47,6 +46,7 @@ from ._transports.body import (
 )
 from ._transports.core import outcome_unknown
 from ._transports.retry import (
+    ATTEMPTS_EXTENSION,
     POLICY_EXTENSION,
     RetryPolicy,
     RetryTransport,
@@ -54,6 +54,9 @@ from ._transports.retry import (
     outcome_of,
 )
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -214,21 +217,27 @@ class AsyncAnalytics:
             stats = await api.stats()
 
     The cache id is read with one ``login`` call, the first time it is
-    needed, unless ``cache_id`` is given. Pass ``http_client`` to use your
-    own ``httpx.AsyncClient`` (it is never closed here), or ``transport``
-    for any httpx async transport (a mock, the emulator's); otherwise the
-    client owns one pooled ``httpx.AsyncClient`` (:data:`DEFAULT_LIMITS`,
-    :data:`DEFAULT_TIMEOUT`), closed by :meth:`aclose`.
-    ``http_backend="aiohttp"`` (asyncio only, the ``aiohttp`` extra) sends
-    its requests with aiohttp instead of httpcore: much less CPU per call.
-    ``limits`` sizes the connection pool of the client's own transport;
-    ``verify`` (``True``, a CA bundle path, ``False`` or an
+    needed, unless ``cache_id`` is given. The other keywords are the
+    :class:`StackKeywords` that :func:`fan_out` and :func:`watch` take too.
+
+    Every request goes through ``send()`` of one ``httpx.AsyncClient``,
+    :attr:`http_client`: by default the client's own,
+    ``httpx.AsyncClient(transport=RetryTransport(engine))`` with a pool of
+    :data:`DEFAULT_LIMITS` and the timeouts of ``http_timeout``
+    (:data:`DEFAULT_TIMEOUT`), closed by :meth:`aclose`. Its engine is
+    ``httpx.AsyncHTTPTransport`` (``http_backend="httpx"``), aiohttp
+    (``http_backend="aiohttp"``: asyncio only, the ``aiohttp`` extra, much
+    less CPU per call), or the given ``transport`` (a mock, the
+    emulator's). Pass ``http_client`` to use your own ``httpx.AsyncClient``
+    instead (it is never closed here). ``limits`` sizes the own engine's
+    pool; ``verify`` (``True``, a CA bundle path, ``False`` or an
     ``ssl.SSLContext``), ``cert`` (a client certificate) and ``proxy`` set
-    its TLS and proxy, keeping its pool and retries. Only an ``https://``
-    base URL beyond loopback goes through a proxy (``proxy``, else
-    HTTPS_PROXY/ALL_PROXY), in a CONNECT tunnel; loopback and ``http://``
-    are always reached directly. ``headers`` are sent with every request
-    (they may replace ``User-Agent`` and ``Accept``, never the credentials).
+    its TLS and proxy. Only an ``https://`` base URL beyond loopback goes
+    through a proxy (``proxy``, else HTTPS_PROXY/ALL_PROXY), in a CONNECT
+    tunnel; loopback and ``http://`` are always reached directly.
+    ``headers`` are sent with every request (they may replace
+    ``User-Agent`` and ``Accept``, never the credentials). The own client
+    keeps no cookie a server sets.
 
     ``max_response_size`` bounds a success body in bytes, counted as they
     arrive, compressed on the wire and decompressed (default
@@ -250,33 +259,11 @@ class AsyncAnalytics:
         *,
         cache_id: int | None = None,
         base_url: str = DEFAULT_BASE_URL,
-        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        http_backend: Literal["httpx", "aiohttp"] = "httpx",
-        limits: httpx.Limits | None = None,
-        max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: CertTypes | None = None,
-        proxy: str | httpx.URL | None = None,
-        headers: Mapping[str, str] | None = None,
+        **options: Unpack[StackKeywords],
     ) -> None:
         _check_identity(username, password, cache_id)
         base_url = _check_base_url(base_url)
-        options = StackOptions(
-            http_client=http_client,
-            transport=transport,
-            retry=retry,
-            http_backend=http_backend,
-            limits=limits,
-            verify=verify,
-            cert=cert,
-            proxy=proxy,
-            max_response_size=max_response_size,
-            headers=headers,
-        )
-        stack = build_stack(options, base_url=base_url, timeout=timeout)
+        stack = build_stack(stack_options("AsyncAnalytics", options), base_url=base_url)
         self._setup(username, password, cache_id, base_url, stack, owns_client=stack.owned)
 
     def _setup(
@@ -298,7 +285,6 @@ class AsyncAnalytics:
         self._headers = _auth_headers(username, password, stack.options.headers)
         self._http = stack.client
         self._owns_client = owns_client
-        self._direct = stack.sender(self._headers)
         self._retry_transport: RetryTransport | None = stack.retry
         self._session = _Session(cache_id)
         # Per-view options (with_options): a policy sent with each request,
@@ -308,26 +294,40 @@ class AsyncAnalytics:
         self._extra_headers: Mapping[str, str] = _NO_HEADERS
         # The requests of calls without a body, shared with the views (which
         # keep base_url and max_response_size).
-        self._specs: dict[tuple[str, int | None, str | None], p.RequestSpec] = {}
+        self._specs: dict[tuple[str, int | None, str | None], tuple[p.RequestSpec, httpx.URL]] = {}
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> AsyncAnalytics:
+    def from_env(
+        cls,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        cache_id: int | None = None,
+        base_url: str | None = None,
+        **options: Unpack[StackKeywords],
+    ) -> AsyncAnalytics:
         """A client from ``MEMCACHIER_USERNAME`` and ``MEMCACHIER_PASSWORD``.
 
         ``MEMCACHIER_BASE_URL``, when set, is the base URL (an emulator's,
-        say). Keyword arguments are passed on to the constructor and win over
-        the environment (``from_env(cache_id=42, base_url=...)``).
+        say). Arguments given win over the environment
+        (``from_env(cache_id=42, base_url=...)``); the stack keywords are the
+        constructor's.
         """
-        base_url = os.environ.get("MEMCACHIER_BASE_URL")
-        if base_url and "base_url" not in overrides:
-            overrides["base_url"] = base_url
-        for name, var in (("username", "MEMCACHIER_USERNAME"), ("password", "MEMCACHIER_PASSWORD")):
-            if name not in overrides:
+        found = {}
+        for name, value, var in (
+            ("username", username, "MEMCACHIER_USERNAME"),
+            ("password", password, "MEMCACHIER_PASSWORD"),
+        ):
+            if value is None:
                 value = os.environ.get(var)
                 if not value:
                     raise ValueError(f"environment variable {var} is not set")
-                overrides[name] = value
-        return cls(**overrides)
+            found[name] = value
+        if base_url is None:
+            base_url = os.environ.get("MEMCACHIER_BASE_URL") or DEFAULT_BASE_URL
+        return cls(
+            found["username"], found["password"], cache_id=cache_id, base_url=base_url, **options
+        )
 
     def __repr__(self) -> str:
         return (
@@ -403,7 +403,12 @@ class AsyncAnalytics:
 
     @property
     def http_client(self) -> httpx.AsyncClient:
-        """The ``httpx.AsyncClient`` this client sends with."""
+        """The ``httpx.AsyncClient`` every request of this client goes through.
+
+        Its ``send()`` sends each one, so event hooks, auth and headers set on
+        it, respx, ``HTTPXClientInstrumentor().instrument_client()`` and a
+        patch of ``send`` see every request the SDK makes.
+        """
         return self._http
 
     async def __aenter__(self) -> AsyncAnalytics:
@@ -486,7 +491,7 @@ class AsyncAnalytics:
             cache_id = self._session.cache_id
             if cache_id is None:
                 cache_id = await self.login()
-        spec = self._spec(endpoint, cache_id, username, body)
+        spec, url = self._spec(endpoint, cache_id, username, body)
         extensions = spec.extensions
         if self._policy is not None:
             extensions = {**extensions, POLICY_EXTENSION: self._policy}
@@ -495,23 +500,14 @@ class AsyncAnalytics:
             headers = {**self._extra_headers, **headers}
         started = time.perf_counter()
         try:
-            if self._direct is not None and self._direct.usable():
-                response, content = await self._direct.send(
-                    spec.method,
-                    spec.url,
-                    content=spec.content,
-                    headers=headers,
-                    extensions=extensions,
-                )
-            else:
-                request = self._http.build_request(
-                    spec.method,
-                    spec.url,
-                    content=spec.content,
-                    headers={**self._headers, **headers},
-                    extensions=dict(extensions),
-                )
-                response, content = await self._read(request)
+            request = self._http.build_request(
+                spec.method,
+                url,
+                content=spec.content,
+                headers={**self._headers, **headers},
+                extensions=dict(extensions),
+            )
+            response, content = await self._read(request)
         except httpx.TransportError as exc:
             elapsed = time.perf_counter() - started
             raise _transport_error(spec, endpoint.idempotent, exc, elapsed) from exc
@@ -574,17 +570,20 @@ class AsyncAnalytics:
 
     def _spec(
         self, endpoint: p.Endpoint[T], cache_id: int | None, username: str | None, body: Any
-    ) -> p.RequestSpec:
-        """The request of a call; a call without a body is built once per client and views."""
+    ) -> tuple[p.RequestSpec, httpx.URL]:
+        """The request of a call and its URL parsed; a call without a body is
+        built (and its URL parsed) once per client and views."""
         if body is not None or endpoint.raw_path:
-            return self._build(endpoint, cache_id, username, body)
+            spec = self._build(endpoint, cache_id, username, body)
+            return spec, httpx.URL(spec.url)
         key = (endpoint.name, cache_id, username)
-        spec = self._specs.get(key)
-        if spec is None:
+        found = self._specs.get(key)
+        if found is None:
             if len(self._specs) >= _MAX_SPECS:  # one per username deleted, promoted…
                 self._specs.clear()
-            spec = self._specs[key] = self._build(endpoint, cache_id, username, None)
-        return spec
+            spec = self._build(endpoint, cache_id, username, None)
+            found = self._specs[key] = (spec, httpx.URL(spec.url))
+        return found
 
     def _build(
         self, endpoint: p.Endpoint[T], cache_id: int | None, username: str | None, body: Any
@@ -605,6 +604,10 @@ class AsyncAnalytics:
         back a body still streaming and still compressed.
         """
         response = await self._http.send(request, stream=True)
+        if ATTEMPTS_EXTENSION in response.extensions:
+            # Through a RetryTransport: the body is in memory, read within
+            # this request's size limit and decoded already.
+            return response, await response.aread()
         if response.is_stream_consumed:
             # Made from bytes in memory (a mock's), so httpx read and decoded
             # it already: only its size is left to check.

@@ -17,28 +17,27 @@ everything after the last result.
 from __future__ import annotations
 
 import math
-import ssl
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 
 import anyio
 import anyio.abc
 import attrs
-import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._client import (
     DEFAULT_BASE_URL,
     DEFAULT_LIMITS,
-    DEFAULT_MAX_RESPONSE_SIZE,
     AsyncAnalytics,
     client_on_stack,
 )
 from ._errors import MemcachierError, ServerError
-from ._stack import Backend, CertTypes, Stack, StackOptions, build_stack
-from ._transports.retry import RetryPolicy
+from ._stack import Stack, StackKeywords, StackOptions, build_stack, stack_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "CacheCredentials",
@@ -288,27 +287,9 @@ class FanOut(_Session, Generic[T]):
         deadline: float | None = None,
         timeout: float | None = None,
         base_url: str = DEFAULT_BASE_URL,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        http_backend: Backend = "httpx",
-        verify: ssl.SSLContext | str | bool = True,
-        cert: CertTypes | None = None,
-        proxy: str | httpx.URL | None = None,
-        headers: Mapping[str, str] | None = None,
-        max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
+        **keywords: Unpack[StackKeywords],
     ) -> None:
-        options = StackOptions(
-            http_client=http_client,
-            transport=transport,
-            retry=retry,
-            http_backend=http_backend,
-            verify=verify,
-            cert=cert,
-            proxy=proxy,
-            max_response_size=max_response_size,
-            headers=headers,
-        )
+        options = stack_options("fan_out", keywords)
         self._targets = [_as_target(t) for t in targets]
         self._call = call
         self._limit = _check_concurrency(concurrency)
@@ -426,15 +407,7 @@ def fan_out(
     deadline: float | None = None,
     timeout: float | None = None,
     base_url: str = DEFAULT_BASE_URL,
-    http_client: httpx.AsyncClient | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    retry: RetryPolicy | None = None,
-    http_backend: Backend = "httpx",
-    verify: ssl.SSLContext | str | bool = True,
-    cert: CertTypes | None = None,
-    proxy: str | httpx.URL | None = None,
-    headers: Mapping[str, str] | None = None,
-    max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
+    **keywords: Unpack[StackKeywords],
 ) -> FanOut[T]:
     """Run ``call`` for every target; yield a :class:`CacheResult` as each completes.
 
@@ -483,13 +456,5 @@ def fan_out(
         deadline=deadline,
         timeout=timeout,
         base_url=base_url,
-        http_client=http_client,
-        transport=transport,
-        retry=retry,
-        http_backend=http_backend,
-        verify=verify,
-        cert=cert,
-        proxy=proxy,
-        headers=headers,
-        max_response_size=max_response_size,
+        **keywords,
     )

@@ -15,16 +15,14 @@ reported: memory does not grow with the number of rounds.
 from __future__ import annotations
 
 import math
-import ssl
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 import anyio.abc
 import attrs
-import httpx
 
-from ._client import DEFAULT_BASE_URL, DEFAULT_MAX_RESPONSE_SIZE
+from ._client import DEFAULT_BASE_URL
 from ._errors import ServerError
 from ._fanout import (
     CacheTimeout,
@@ -39,8 +37,10 @@ from ._fanout import (
 )
 from ._insight import Baseline, Insight
 from ._models import Stats
-from ._stack import Backend, CertTypes, StackOptions
-from ._transports.retry import RetryPolicy
+from ._stack import StackKeywords, stack_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["PollResult", "PollRound", "Poller", "watch"]
 
@@ -148,27 +148,9 @@ class Poller(_Session):
         concurrency: int | None = None,
         timeout: float | None = None,
         base_url: str = DEFAULT_BASE_URL,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
-        http_backend: Backend = "httpx",
-        verify: ssl.SSLContext | str | bool = True,
-        cert: CertTypes | None = None,
-        proxy: str | httpx.URL | None = None,
-        headers: Mapping[str, str] | None = None,
-        max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
+        **keywords: Unpack[StackKeywords],
     ) -> None:
-        options = StackOptions(
-            http_client=http_client,
-            transport=transport,
-            retry=retry,
-            http_backend=http_backend,
-            verify=verify,
-            cert=cert,
-            proxy=proxy,
-            max_response_size=max_response_size,
-            headers=headers,
-        )
+        options = stack_options("watch", keywords)
         resolved = [_as_target(t) for t in targets]
         interval_seconds = _check_seconds("interval", interval)
         if interval_seconds is None or not math.isfinite(interval_seconds):
@@ -297,15 +279,7 @@ def watch(
     concurrency: int | None = None,
     timeout: float | None = None,
     base_url: str = DEFAULT_BASE_URL,
-    http_client: httpx.AsyncClient | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    retry: RetryPolicy | None = None,
-    http_backend: Backend = "httpx",
-    verify: ssl.SSLContext | str | bool = True,
-    cert: CertTypes | None = None,
-    proxy: str | httpx.URL | None = None,
-    headers: Mapping[str, str] | None = None,
-    max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
+    **keywords: Unpack[StackKeywords],
 ) -> Poller:
     """Poll the stats of many caches every ``interval`` seconds: one :class:`PollRound` each time.
 
@@ -334,13 +308,5 @@ def watch(
         concurrency=concurrency,
         timeout=timeout,
         base_url=base_url,
-        http_client=http_client,
-        transport=transport,
-        retry=retry,
-        http_backend=http_backend,
-        verify=verify,
-        cert=cert,
-        proxy=proxy,
-        headers=headers,
-        max_response_size=max_response_size,
+        **keywords,
     )

@@ -1,41 +1,50 @@
-"""The client stack, built in one place: transport, retries, ``httpx.AsyncClient``.
+"""The client stack, built in one place: engine, retries, ``httpx.AsyncClient``.
 
-``AsyncAnalytics``, :func:`fan_out` and :func:`watch` all take the same
-arguments for it (``http_client``, ``transport``, ``retry``, ``headers``,
-``max_response_size``, and for a stack of their own ``http_backend``,
-``verify``, ``cert``, ``proxy``, ``limits``) and turn them into one
-:class:`StackOptions`, checked when it is made and applied by
-:func:`build_stack`, so an argument means the same thing everywhere and a
-bad value or combination is refused the same way everywhere::
+``AsyncAnalytics``, :func:`fan_out` and :func:`watch` take the same stack
+keywords (:class:`StackKeywords`: ``http_client``, ``transport``, ``retry``,
+``headers``, ``max_response_size``, and for a client of the SDK's own
+``http_backend``, ``http_timeout``, ``limits``, ``verify``, ``cert``,
+``proxy``), checked once into a :class:`StackOptions` and applied by
+:func:`build_stack`, so a keyword means the same thing everywhere and a bad
+value or combination is refused the same way everywhere.
 
-    own client:  httpx.AsyncClient(RetryTransport(PoolTransport | AiohttpTransport | transport))
+There is one road: every request of every call goes through ``send()`` of
+the ``httpx.AsyncClient`` the stack holds, so its event hooks, auth, respx,
+OpenTelemetry and any patch of ``send`` see each one::
+
+    own client:   httpx.AsyncClient(transport=RetryTransport(engine))
+                  engine: httpx.AsyncHTTPTransport (http_backend="httpx", httpcore),
+                          AiohttpTransport (http_backend="aiohttp"),
+                          or the given transport= (a mock, the emulator's)
     given client: used as it is (wrap its transport in RetryTransport to retry)
+
+The SDK's own client keeps no cookie a server sets: the API authenticates
+every request with Basic auth, and in a fan-out one cache's cookie must never
+reach another cache's request.
 """
 
 from __future__ import annotations
 
 import functools
+import http.cookiejar
 import ipaddress
 import os
 import ssl
+import threading
 import urllib.request
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import attrs
 import httpx
 
 from ._transports.body import DEFAULT_MAX_RESPONSE_SIZE
-from ._transports.direct import DirectSender, SharedParts
-from ._transports.pool import PoolTransport, default_tls_context
 from ._transports.retry import RetryPolicy, RetryTransport
-from ._transports.sender import PoolSender
+from ._transports.shards import ShardedTransport, shard_limits
 
 if TYPE_CHECKING:
-    from ._transports.aiohttp import AiohttpSender, AiohttpTransport
-
-    Sender = DirectSender | AiohttpSender | PoolSender
+    pass
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -43,12 +52,15 @@ __all__ = [
     "Backend",
     "CertTypes",
     "Stack",
+    "StackKeywords",
     "StackOptions",
     "build_stack",
     "check_headers",
     "check_max_response_size",
+    "default_tls_context",
     "is_loopback",
     "set_mock",
+    "stack_options",
 ]
 
 #: 5 s to connect, 30 s to read, write or wait for a pooled connection.
@@ -99,39 +111,16 @@ def set_mock(factory: MockFactory | None) -> None:
 
 @attrs.frozen(eq=False)
 class Stack:
-    """An ``httpx.AsyncClient`` to send with, and whether its builder closes it.
-
-    ``parts`` is set when the SDK made the client (so nobody else holds it
-    yet): its senders may then build requests themselves (see ``direct``).
-    """
+    """The ``httpx.AsyncClient`` every call is sent with, and whether its builder closes it."""
 
     client: httpx.AsyncClient
     owned: bool
-    parts: SharedParts | None = None
     #: The retry layer the SDK put under ``client`` (``None`` for a given client):
     #: ``with_options`` hands it per-call policies.
     retry: RetryTransport | None = None
-    #: The aiohttp transport the SDK made for ``client`` (``http_backend="aiohttp"``):
-    #: its calls then skip httpx's models altogether (see ``aiohttp.AiohttpSender``).
-    aiohttp: AiohttpTransport | None = None
-    #: The pool the SDK made for ``client`` (the default backend, no proxy):
-    #: its calls then skip httpx's models altogether (see ``sender.PoolSender``).
-    pool: PoolTransport | None = None
     #: The options it was built with: every client on it sends their
     #: ``headers`` and reads within their ``max_response_size``.
     options: StackOptions = attrs.field(factory=lambda: StackOptions())
-
-    def sender(self, headers: Mapping[str, str]) -> Sender | None:
-        """A sender for one set of credentials, if the client is the SDK's."""
-        if self.parts is None:
-            return None
-        if self.aiohttp is not None and self.retry is not None:
-            from ._transports.aiohttp import AiohttpSender
-
-            return AiohttpSender(self.parts, headers, self.retry, self.aiohttp)
-        if self.pool is not None and self.retry is not None:
-            return PoolSender(self.parts, headers, self.retry, self.pool)
-        return DirectSender(self.parts, headers)
 
     async def aclose(self) -> None:
         """Close the client if it was made here; a given one is its owner's."""
@@ -167,6 +156,65 @@ def _frozen_headers(headers: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(check_headers(headers))
 
 
+def _check_http_timeout(value: httpx.Timeout | float | None) -> httpx.Timeout:
+    """``None`` (the default, :data:`DEFAULT_TIMEOUT`), seconds, or an ``httpx.Timeout``."""
+    if value is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(value, httpx.Timeout):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"http_timeout must be seconds or an httpx.Timeout, not {type(value).__name__}"
+        )
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"http_timeout must be positive, finite seconds, got {value!r}")
+    return httpx.Timeout(float(value))
+
+
+class StackKeywords(TypedDict, total=False):
+    """The keywords ``AsyncAnalytics``, :func:`fan_out` and :func:`watch` share.
+
+    - ``http_client``: your own ``httpx.AsyncClient``, used as it is and never
+      closed here (wrap its transport in :class:`RetryTransport` to retry);
+    - ``transport``: any httpx async transport for the SDK's own client (a
+      mock, the emulator's), under the SDK's retries;
+    - ``retry``: the :class:`RetryPolicy` of the SDK's own client;
+    - ``http_backend``: the engine of the SDK's own client, ``"httpx"``
+      (``httpx.AsyncHTTPTransport``, the default) or ``"aiohttp"`` (the
+      ``aiohttp`` extra, asyncio only);
+    - ``http_timeout``: the connect, read, write and pool timeouts of each
+      network operation (:data:`DEFAULT_TIMEOUT`; seconds or an ``httpx.Timeout``);
+    - ``limits``: the connection pool's ``httpx.Limits``;
+    - ``verify``, ``cert``, ``proxy``: TLS and the proxy of the SDK's own engine;
+    - ``headers``: sent with every request (never ``Authorization``);
+    - ``max_response_size``: the bound on a success body, in bytes (``None``: none).
+    """
+
+    http_client: httpx.AsyncClient | None
+    transport: httpx.AsyncBaseTransport | None
+    retry: RetryPolicy | None
+    http_backend: Backend
+    http_timeout: httpx.Timeout | float | None
+    limits: httpx.Limits | None
+    verify: ssl.SSLContext | str | bool
+    cert: CertTypes | None
+    proxy: str | httpx.URL | None
+    headers: Mapping[str, str] | None
+    max_response_size: int | None
+
+
+_KEYWORDS = frozenset(StackKeywords.__annotations__)
+
+
+def stack_options(caller: str, keywords: Mapping[str, object]) -> StackOptions:
+    """``keywords`` (:class:`StackKeywords`) checked into :class:`StackOptions`;
+    an unknown one is a ``TypeError`` that names ``caller``."""
+    unknown = sorted(set(keywords) - _KEYWORDS)
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
+    return StackOptions(**keywords)  # type: ignore[arg-type]
+
+
 @attrs.frozen(eq=False)
 class StackOptions:
     """The arguments of a client stack, checked once, when made.
@@ -188,6 +236,7 @@ class StackOptions:
     transport: httpx.AsyncBaseTransport | None = None
     retry: RetryPolicy | None = None
     http_backend: Backend = "httpx"
+    http_timeout: httpx.Timeout = attrs.field(default=None, converter=_check_http_timeout)
     limits: httpx.Limits | None = None
     verify: ssl.SSLContext | str | bool = attrs.field(default=True, repr=False)
     cert: CertTypes | None = attrs.field(default=None, repr=False)
@@ -213,6 +262,8 @@ class StackOptions:
         theirs = self.theirs
         if self.http_backend != "httpx" and theirs:
             raise ValueError("http_backend chooses the client's own transport: not with ours")
+        if self.http_client is not None and self.http_timeout is not DEFAULT_TIMEOUT:
+            raise ValueError("http_timeout configures the SDK's own client: set it on yours")
         if self.limits is not None and theirs:
             raise ValueError("limits size the client's own transport: not with ours")
         if (self.verify is not True or self.cert is not None or self.proxy is not None) and theirs:
@@ -238,18 +289,12 @@ class StackOptions:
         return self.http_client is not None or self.transport is not None
 
 
-def build_stack(
-    options: StackOptions,
-    *,
-    base_url: str,
-    timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
-    pool_size: int | None = None,
-) -> Stack:
+def build_stack(options: StackOptions, *, base_url: str, pool_size: int | None = None) -> Stack:
     """The stack for these (already checked) options.
 
-    A given ``http_client`` is used as it is. Otherwise the stack is the
-    given ``transport`` or one of ours (``http_backend``, sized by
-    ``limits``, else by ``pool_size`` connections, else
+    A given ``http_client`` is used as it is. Otherwise the client's
+    engine is the given ``transport`` or one of ours (``http_backend``,
+    sized by ``limits``, else by ``pool_size`` connections, else
     :data:`DEFAULT_LIMITS`; with ``verify``/``cert``, through ``proxy`` or
     the environment's proxy where :func:`proxy_for` allows one), under a
     :class:`RetryTransport` with ``retry`` (a ``RetryPolicy()`` of its own by
@@ -264,43 +309,56 @@ def build_stack(
     transport = options.transport
     if transport is None and _mocks:
         transport = _mocks[-1](base_url)
-    own_aiohttp: AiohttpTransport | None = None
-    own_pool: PoolTransport | None = None
     if transport is None:
-        proxy = options.proxy
-        proxy_url = proxy_for(base_url, None if proxy is None else str(proxy))
-        if base_url[:7].lower() == "http://" and options.verify is True and options.cert is None:
-            # Never TLS (an http:// base is loopback only, and never proxied):
-            # no CA bundle to load; a context trusting nothing fails closed.
-            context = _trusts_nothing()
-        else:
-            context = options.tls_context()
-        if options.http_backend == "aiohttp":
-            # Imported here: aiohttp is an optional extra.
-            from ._transports.aiohttp import AiohttpTransport
-
-            transport = own_aiohttp = AiohttpTransport(
-                limits=limits, proxy=proxy_url, verify=context
-            )
-        else:
-            transport = PoolTransport(limits=limits, proxy=proxy_url, verify=context)
-            if transport.direct:
-                own_pool = transport
+        transport = _engine(options, base_url, limits)
     retry = options.retry
     if not isinstance(transport, RetryTransport) or retry is not None:
         transport = RetryTransport(transport, RetryPolicy() if retry is None else retry)
     client = httpx.AsyncClient(
-        transport=transport, timeout=timeout, limits=limits, follow_redirects=False
+        transport=transport,
+        timeout=options.http_timeout,
+        follow_redirects=False,
+        # Proxies come from proxy_for (our rules), not from httpx's reading of the environment.
+        trust_env=False,
+        cookies=http.cookiejar.CookieJar(policy=_KeepNoCookie()),
     )
-    return Stack(
-        client,
-        owned=True,
-        parts=SharedParts(client, transport),
-        retry=transport,
-        aiohttp=own_aiohttp,
-        pool=own_pool,
-        options=options,
-    )
+    return Stack(client, owned=True, retry=transport, options=options)
+
+
+class _KeepNoCookie(http.cookiejar.DefaultCookiePolicy):
+    """A cookie policy that stores no cookie a server sets (cookies a user
+    puts in the jar themselves are still sent)."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
+        return False
+
+
+def _engine(options: StackOptions, base_url: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    """The transport that puts the bytes on the wire, for ``http_backend``."""
+    proxy = options.proxy
+    proxy_url = proxy_for(base_url, None if proxy is None else str(proxy))
+    if base_url[:7].lower() == "http://" and options.verify is True and options.cert is None:
+        # Never TLS (an http:// base is loopback only, and never proxied):
+        # no CA bundle to load; a context trusting nothing fails closed.
+        context = _trusts_nothing()
+    else:
+        context = options.tls_context()
+    if options.http_backend == "aiohttp":
+        # Imported here: aiohttp is an optional extra.
+        from ._transports.aiohttp import AiohttpTransport
+
+        return AiohttpTransport(limits=limits, proxy=proxy_url, verify=context)
+
+    def pool(share: httpx.Limits) -> httpx.AsyncHTTPTransport:
+        return httpx.AsyncHTTPTransport(
+            verify=context, limits=share, proxy=proxy_url, trust_env=False
+        )
+
+    if len(shard_limits(limits)) == 1:
+        return pool(limits)
+    # httpcore 1.0's pool costs CPU per request in proportion to its
+    # connections: several small pools cost a fraction (see shards.py).
+    return ShardedTransport(limits, pool)
 
 
 def _pool_limits(size: int) -> httpx.Limits:
@@ -310,6 +368,29 @@ def _pool_limits(size: int) -> httpx.Limits:
         max_keepalive_connections=size,
         keepalive_expiry=DEFAULT_LIMITS.keepalive_expiry,
     )
+
+
+_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+_contexts_lock = threading.Lock()
+
+
+def default_tls_context() -> ssl.SSLContext:
+    """The TLS context of ``verify=True``, built once per process (per CA setting).
+
+    What httpx builds for ``verify=True`` (certifi's bundle, or
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR``). Loading a CA bundle takes about 25 ms,
+    which every new client paid; a context is meant to be shared by any
+    number of connections, so clients with the default verification share
+    one. Changing either variable gives a new one.
+    """
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    found = _contexts.get(key)
+    if found is None:
+        with _contexts_lock:
+            found = _contexts.get(key)
+            if found is None:
+                found = _contexts[key] = httpx.create_ssl_context(verify=True)
+    return found
 
 
 @functools.cache
@@ -373,22 +454,23 @@ def proxy_for(url: str, proxy: str | None = None) -> str | None:
 
 
 def _check_client_route(http_client: httpx.AsyncClient, base_url: str) -> None:
-    """Refuse a user's client that would send an ``http://`` base URL through a proxy.
+    """Refuse a user's client that would send an ``http://`` base URL through
+    the environment's proxy (which would read the Basic auth in clear text).
 
-    httpx mounts a proxy per URL pattern from HTTP_PROXY/ALL_PROXY (for a
-    client made with ``trust_env=True``, the default); it is asked through
-    its routing, which it exposes only privately.
+    httpx mounts HTTP_PROXY/ALL_PROXY for a client made with
+    ``trust_env=True`` (the default) and no transport of its own; asked here
+    from the client's public ``trust_env`` and the environment, as httpx
+    reads it. A proxy you mount yourself is your own choice.
     """
-    if not base_url.startswith("http://"):
+    if not base_url.startswith("http://") or not http_client.trust_env:
         return
-    try:
-        route = http_client._transport_for_url(httpx.URL(base_url))
-    except AttributeError:  # pragma: no cover - an httpx without this internal
+    proxies = urllib.request.getproxies()
+    if not (proxies.get("http") or proxies.get("all")):
         return
-    pool = getattr(route, "_pool", None)
-    if type(pool).__name__ in {"AsyncHTTPProxy", "AsyncSOCKSProxy"}:
-        raise ValueError(
-            "this http_client would send requests for an http:// base URL through a "
-            "proxy (HTTP_PROXY/ALL_PROXY), which would read the Basic auth in clear "
-            "text: create it with trust_env=False, or set NO_PROXY for the host"
-        )
+    if urllib.request.proxy_bypass(httpx.URL(base_url).host):
+        return
+    raise ValueError(
+        "this http_client would send requests for an http:// base URL through a "
+        "proxy (HTTP_PROXY/ALL_PROXY), which would read the Basic auth in clear "
+        "text: create it with trust_env=False, or set NO_PROXY for the host"
+    )

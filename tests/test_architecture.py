@@ -148,8 +148,6 @@ def test_the_layers_are_folders() -> None:
     graph = import_graph()
     assert {m for m in graph if layer_of(m) == "transports"} >= {
         f"{PACKAGE}._transports.retry",
-        f"{PACKAGE}._transports.pool",
-        f"{PACKAGE}._transports.direct",
         f"{PACKAGE}._transports.aiohttp",
     }
     assert f"{PACKAGE}._cli.exporter" in graph
@@ -178,26 +176,18 @@ def test_the_cycle_finder_finds_circles(
 def test_the_layer_check_refuses_an_upward_import() -> None:
     """The checker itself: a transport importing the client, or the SDK importing the CLI, is refused."""
     graph = {
-        f"{PACKAGE}._transports.pool": {f"{PACKAGE}._client"},
+        f"{PACKAGE}._transports.retry": {f"{PACKAGE}._client"},
         f"{PACKAGE}._fanout": {f"{PACKAGE}._cli.common"},
         f"{PACKAGE}._cli.common": {f"{PACKAGE}._client", f"{PACKAGE}._transports.retry"},
     }
     assert wrong_way(graph) == [
         f"{PACKAGE}._fanout (core) -> {PACKAGE}._cli.common (cli)",
-        f"{PACKAGE}._transports.pool (transports) -> {PACKAGE}._client (core)",
+        f"{PACKAGE}._transports.retry (transports) -> {PACKAGE}._client (core)",
     ]
 
 
 # Private attributes of other libraries read on purpose, each checked where it is used.
-FOREIGN_PRIVATE_OK = {
-    # httpx.URL internals: _transports/direct.py checks once per origin that
-    # putting a path on a parsed origin gives what httpx's own parse gives.
-    "_uri_reference",
-    "_replace",  # a named tuple's documented copy-with method
-    # httpx's routing of a user's client (no public way to ask it): _stack.py
-    # refuses a client that would send an http:// base URL through a proxy.
-    "_transport_for_url",
-}
+FOREIGN_PRIVATE_OK: set[str] = set()
 
 
 def private_reaches(source: str) -> list[str]:
@@ -240,3 +230,83 @@ def test_the_private_reach_check_sees_one() -> None:
     """The checker itself: ``client._direct = ...`` set from another module is reported."""
     source = "def get(client):\n    client._headers.update({})\n    return client._direct\n"
     assert private_reaches(source) == ["2: client._headers", "3: client._direct"]
+
+
+# The HTTP protocol is httpcore's or aiohttp's: no module speaks it with h11,
+# or drives httpcore below httpx's public transport.
+PROTOCOL_MODULES = {"h11", "httpcore", "httpcore2"}
+# The exporter's own HTTP server is still on h11 (the exporter issue replaces it).
+PROTOCOL_OK = {f"{PACKAGE}._cli.httpd"}
+
+
+def third_party_imports(path: Path) -> set[str]:
+    """The top-level names of every module ``path`` imports from outside the package."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.partition(".")[0])
+    return found - {PACKAGE}
+
+
+def test_no_module_speaks_http_itself() -> None:
+    """No module imports h11 or httpcore: the bytes on the wire are httpcore's (through
+    httpx's transport) or aiohttp's."""
+    speaking = {
+        name
+        for name, path in modules().items()
+        if third_party_imports(path) & PROTOCOL_MODULES and name not in PROTOCOL_OK
+    }
+    assert speaking == set()
+
+
+def declared_distributions() -> dict[str, set[str]]:
+    """Each importable top-level name of the core's and the extras' dependencies,
+    mapped to the dependency groups that declare it (``""`` for the core)."""
+    import importlib.metadata
+    import re
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the cli extra's tomli
+        import tomli as tomllib
+
+    project = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["project"]
+    groups = {"": project["dependencies"], **project["optional-dependencies"]}
+    packages = importlib.metadata.packages_distributions()
+    by_distribution: dict[str, set[str]] = {}
+    for top, distributions in packages.items():
+        for distribution in distributions:
+            by_distribution.setdefault(distribution.lower().replace("_", "-"), set()).add(top)
+    found: dict[str, set[str]] = {}
+    for group, requirements in groups.items():
+        for requirement in requirements:
+            name = re.match(r"[A-Za-z0-9_.-]+", requirement)
+            assert name is not None
+            key = name.group(0).lower().replace("_", "-")
+            for top in by_distribution.get(key, {key.replace("-", "_")}):
+                found.setdefault(top, set()).add(group)
+    return found
+
+
+def test_every_package_the_core_imports_is_a_core_dependency() -> None:
+    """The SDK core and its transports import only the standard library, httpx,
+    attrs, cattrs, anyio, and (deferred, optional) an extra's package."""
+    import sys
+
+    declared = declared_distributions()
+    core_layers = {"foundation", "transports", "core"}
+    # typing_extensions is read under TYPE_CHECKING only (``Unpack``), never at run time.
+    allowed = set(sys.stdlib_module_names) | {"typing_extensions"}
+    undeclared = {}
+    for name, path in modules().items():
+        if layer_of(name) not in core_layers:
+            continue
+        missing = {top for top in third_party_imports(path) - allowed if top not in declared}
+        if missing:
+            undeclared[name] = missing
+    assert undeclared == {}
+    # And what the core imports at the top of a module is the core's own four.
+    for top in ("httpx", "attrs", "cattrs", "anyio"):
+        assert "" in declared[top], top

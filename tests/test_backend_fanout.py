@@ -24,15 +24,15 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The URLs the aiohttp sender sent (it wraps the real one)."""
+    """The URLs the aiohttp transport sent (a wrapper around the real method)."""
     seen: list[str] = []
-    real = aiohttp_backend.AiohttpSender.send
+    real = aiohttp_backend.AiohttpTransport.handle_async_request
 
-    async def send(self: Any, method: str, url: str, **kwargs: Any) -> Any:
-        seen.append(url)
-        return await real(self, method, url, **kwargs)
+    async def send(self: Any, request: httpx.Request) -> Any:
+        seen.append(str(request.url))
+        return await real(self, request)
 
-    monkeypatch.setattr(aiohttp_backend.AiohttpSender, "send", send)
+    monkeypatch.setattr(aiohttp_backend.AiohttpTransport, "handle_async_request", send)
     return seen
 
 
@@ -41,7 +41,7 @@ def targets(emulator: Emulator, count: int) -> list[CacheCredentials]:
 
 
 @pytest.mark.anyio
-async def test_fan_out_on_aiohttp_sends_with_the_aiohttp_sender(sent: list[str]) -> None:
+async def test_fan_out_on_aiohttp_sends_with_the_aiohttp_transport(sent: list[str]) -> None:
     """fan_out(http_backend="aiohttp"): every cache's stats arrive, sent on aiohttp."""
     emulator = Emulator()
     async with (
@@ -53,7 +53,7 @@ async def test_fan_out_on_aiohttp_sends_with_the_aiohttp_sender(sent: list[str])
         got = [result async for result in results]
     assert len(got) == 5
     assert all(r.ok and isinstance(r.value, Stats) for r in got)
-    # A login and a stats call per cache, all through the sender.
+    # A login and a stats call per cache, all through the aiohttp transport.
     assert sum(url.endswith("/stats") for url in sent) == 5
     assert len(sent) == 10
 

@@ -232,7 +232,7 @@ def client(port: int, case: str, http_backend: str) -> AsyncAnalytics:
         base_url=f"http://127.0.0.1:{port}/{case}",
         retry=RetryPolicy.disabled(),
         http_backend=http_backend,  # type: ignore[arg-type]
-        timeout=httpx.Timeout(READ_TIMEOUT, connect=READ_TIMEOUT),
+        http_timeout=httpx.Timeout(READ_TIMEOUT, connect=READ_TIMEOUT),
     )
 
 

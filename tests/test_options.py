@@ -273,6 +273,22 @@ async def test_the_client_page_examples(emulator: Emulator) -> None:
     assert set(document["stats"]) == set(raw)
 
 
+async def test_the_client_page_s_own_client_example_retries_over_tcp() -> None:
+    """docs/client.md's "your own httpx.AsyncClient" example, against the emulator
+    over TCP: its RetryTransport retries two 503s, and the call answers."""
+    from docs_examples import page_code
+
+    from memcachier_async.testing import FaultPlan
+
+    emulator = Emulator(faults=FaultPlan().script("stats", "unavailable", "unavailable"))
+    code = page_code("client.md")
+    async with emulator.serve() as base_url:
+        got = await code["with_my_client"](emulator.username, emulator.password, base_url)
+    assert got == len(emulator.cache.servers)
+    assert emulator.calls["stats"] == 3
+    emulator.close()
+
+
 async def test_request_bodies_obey_the_size_limit(router: respx.MockRouter) -> None:
     """request() reads within max_response_size like every other call."""
     from memcachier_async import ResponseTooLargeError

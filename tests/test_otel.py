@@ -71,3 +71,50 @@ async def test_a_retried_call_is_one_trace_with_resend_counts(
     counts = [(s.attributes or {}).get("http.request.resend_count") for s in attempts]
     assert counts == [None, 1, 2]
     assert call.parent is None
+
+
+@pytest.fixture
+def provider() -> TracerProvider:
+    """The process's SDK tracer provider (set once per process, as OpenTelemetry allows)."""
+    from opentelemetry import trace
+
+    found = trace.get_tracer_provider()
+    if not isinstance(found, TracerProvider):
+        found = TracerProvider()
+        found.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        trace.set_tracer_provider(found)
+    _EXPORTER.clear()
+    return found
+
+
+async def test_instrument_client_on_http_client_gives_a_span_per_call(
+    provider: TracerProvider,
+) -> None:
+    """HTTPXClientInstrumentor().instrument_client(api.http_client): one CLIENT span
+    for each call the SDK makes (login, stats, create), each the parent of the
+    SDK's own call span."""
+    emulator = Emulator()
+    async with (
+        emulator.serve() as base_url,
+        AsyncAnalytics(emulator.username, emulator.password, base_url=base_url) as api,
+    ):
+        HTTPXClientInstrumentor().instrument_client(api.http_client, tracer_provider=provider)
+        try:
+            await api.stats()
+            await api.stats()
+            await api.create_credential()
+        finally:
+            HTTPXClientInstrumentor().uninstrument_client(api.http_client)
+    emulator.close()
+    finished = _EXPORTER.get_finished_spans()
+    client_spans = [s for s in finished if s.kind is SpanKind.CLIENT]
+    assert [s.name for s in client_spans] == ["GET", "GET", "GET", "POST"]
+    calls = [s for s in finished if s.name.startswith("memcachier ")]
+    assert [s.name for s in calls] == [
+        "memcachier login",
+        "memcachier stats",
+        "memcachier stats",
+        "memcachier create_credential",
+    ]
+    parents = {s.context.span_id for s in client_spans}
+    assert all(s.parent is not None and s.parent.span_id in parents for s in calls)

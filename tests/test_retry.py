@@ -42,13 +42,13 @@ from memcachier_async import (
     Stats,
     TransportError,
 )
-from memcachier_async._transports.pool import PoolTransport
 from memcachier_async._transports.retry import (
     ATTEMPTS_EXTENSION,
     RETRIES_EXTENSION,
     DeadlineExceeded,
     attempts_of,
 )
+from memcachier_async._transports.shards import ShardedTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -375,7 +375,7 @@ async def test_a_silent_server_costs_at_most_the_deadline(
     client = api(
         policy(fake, deadline=deadline, random=lambda: 0.0),  # no waits: attempts end to end
         transport=silent_server(fake, seen),
-        timeout=http_timeout,
+        http_timeout=http_timeout,
     )
     async with client:
         with pytest.raises(TransportError) as info:
@@ -840,10 +840,9 @@ def test_environment_proxy_is_kept_under_the_retry_layer(
     client = AsyncAnalytics("user", PASSWORD)
     transport = client.http_client._transport
     assert isinstance(transport, RetryTransport)
-    # Without a proxy the pool drives its own connections (h1.py); behind
-    # one it pools one-connection httpx transports that tunnel through it.
-    assert isinstance(transport.inner, PoolTransport)
-    assert transport.inner.direct is not proxied
-    slot = transport.inner._new_slot()
-    pool = getattr(slot, "_pool", None)
-    assert (type(pool).__name__ == "AsyncHTTPProxy") is proxied
+    # The engine is httpx's own transports (several small pools); behind a
+    # proxy httpcore tunnels through it, in each of them.
+    assert isinstance(transport.inner, ShardedTransport)
+    for shard in transport.inner.shards:
+        assert isinstance(shard, httpx.AsyncHTTPTransport)
+        assert (type(shard._pool).__name__ == "AsyncHTTPProxy") is proxied

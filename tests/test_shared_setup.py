@@ -13,9 +13,8 @@ import certifi
 import httpx
 import pytest
 
-from memcachier_async import AsyncAnalytics
+from memcachier_async import AsyncAnalytics, _stack
 from memcachier_async._stack import ssl_context
-from memcachier_async._transports import pool
 from memcachier_async._transports.retry import public_url
 
 
@@ -30,7 +29,7 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         made.append(context)
         return context
 
-    monkeypatch.setattr(pool, "_contexts", {})
+    monkeypatch.setattr(_stack, "_contexts", {})
     monkeypatch.setattr(httpx, "create_ssl_context", counting)
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)

@@ -12,8 +12,8 @@ import pytest
 
 from memcachier_async import AsyncAnalytics, CacheCredentials, RetryPolicy, fan_out, watch
 from memcachier_async._stack import StackOptions, build_stack
-from memcachier_async._transports.pool import PoolTransport
 from memcachier_async._transports.retry import RetryTransport
+from memcachier_async._transports.shards import ShardedTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -113,26 +113,29 @@ async def test_a_given_http_client_is_used_as_it_is_and_never_closed() -> None:
     assert seen == ["/api/v1/14/stats"]
 
 
-async def test_the_own_stack_is_retries_over_the_pool() -> None:
-    """Without a client or transport: an owned httpx client over RetryTransport over PoolTransport."""
+async def test_the_own_stack_is_retries_over_httpx_transport() -> None:
+    """Without a client or transport: an owned httpx client over RetryTransport over
+    httpx's own AsyncHTTPTransport pools (of at most 16 connections each)."""
     stack = build_stack(StackOptions(retry=retry(2)), base_url=BASE)
     try:
         assert stack.owned
         transport = stack.client._transport  # httpx keeps it there
         assert isinstance(transport, RetryTransport)
-        assert isinstance(transport.inner, PoolTransport)
+        assert isinstance(transport.inner, ShardedTransport)
+        assert len(transport.inner.shards) == 7  # 100 connections
+        assert all(type(s) is httpx.AsyncHTTPTransport for s in transport.inner.shards)
         assert transport.policy.max_attempts == 2
-        assert stack.sender({"Authorization": "Basic x"}) is not None
+        assert stack.retry is transport
     finally:
         await stack.aclose()
     assert stack.client.is_closed
 
 
 async def test_a_given_client_stack_is_not_ours_to_close() -> None:
-    """A stack on a given client has no direct sender and leaves the client open when closed."""
+    """A stack on a given client has no retry layer of ours and leaves the client open when closed."""
     async with httpx.AsyncClient() as http:
         stack = build_stack(StackOptions(http_client=http), base_url=BASE)
         assert not stack.owned
-        assert stack.sender({}) is None
+        assert stack.retry is None
         await stack.aclose()
         assert not http.is_closed

@@ -28,7 +28,7 @@ from memcachier_async import (
     fan_out,
     watch,
 )
-from memcachier_async._stack import StackOptions
+from memcachier_async._stack import StackKeywords, StackOptions
 
 pytestmark = pytest.mark.anyio
 
@@ -147,24 +147,53 @@ def test_bad_values_are_refused_as_async_analytics_refuses_them(
     assert str(ours.value) == str(theirs.value)
 
 
-#: The keywords of StackOptions that AsyncAnalytics takes and fan_out/watch do not.
-ONLY_ASYNC_ANALYTICS = {"limits"}  # fan_out and watch size their pool by concurrency
-
-
-@pytest.mark.parametrize("entry", [fan_out, FanOut, watch, Poller])
-def test_every_entry_point_takes_the_stack_options_with_async_analytics_defaults(
+@pytest.mark.parametrize(
+    "entry", [AsyncAnalytics, AsyncAnalytics.from_env, fan_out, FanOut, watch, Poller]
+)
+def test_every_entry_point_takes_the_one_set_of_stack_keywords(
     entry: Callable[..., object],
 ) -> None:
-    """fan_out, FanOut, watch and Poller take every stack option, defaulting as AsyncAnalytics does."""
-    fields = {
-        field.name for field in attrs.fields(StackOptions) if field.init
-    } - ONLY_ASYNC_ANALYTICS
-    theirs = inspect.signature(AsyncAnalytics).parameters
-    ours = inspect.signature(entry).parameters
-    assert fields <= set(ours)
-    for name in fields:
-        assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY, name
-        assert ours[name].default == theirs[name].default, name
+    """AsyncAnalytics, from_env, fan_out, FanOut, watch and Poller all take the stack
+    options as the one StackKeywords set (``**``), never re-listed; and that set is
+    exactly what StackOptions checks."""
+    parameters = inspect.signature(entry).parameters
+    (variadic,) = [p for p in parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
+    assert variadic.annotation == "Unpack[StackKeywords]"
+    fields = {field.name for field in attrs.fields(StackOptions) if field.init}
+    assert not fields & set(parameters)
+    assert set(StackKeywords.__annotations__) == fields
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda **kw: AsyncAnalytics("u", "p", **kw), "AsyncAnalytics"),
+        (lambda **kw: fan_out([], AsyncAnalytics.stats, **kw), "fan_out"),
+        (lambda **kw: watch([], 1.0, **kw), "watch"),
+    ],
+)
+def test_an_unknown_stack_keyword_names_the_entry_point(
+    make: Callable[..., object], name: str
+) -> None:
+    """A misspelt keyword is a TypeError naming the function called, at once."""
+    with pytest.raises(
+        TypeError, match=rf"^{name}\(\) got an unexpected keyword argument 'http_bakend'"
+    ):
+        make(http_bakend="aiohttp")
+
+
+def test_timeout_means_the_whole_call_and_http_timeout_each_operation() -> None:
+    """The two meanings have two names: ``timeout=`` (fan_out, watch, with_options)
+    bounds each whole call; ``http_timeout=`` sets the network operations' timeouts."""
+    for entry in (fan_out, watch):
+        assert "timeout" in inspect.signature(entry).parameters
+    assert "timeout" in inspect.signature(AsyncAnalytics.with_options).parameters
+    with pytest.raises(TypeError, match="'timeout'"):
+        AsyncAnalytics("u", "p", timeout=5)  # type: ignore[call-arg]
+    api = AsyncAnalytics("u", "p", http_timeout=7.5)
+    assert api.http_client.timeout == httpx.Timeout(7.5)
+    with pytest.raises(ValueError, match="http_timeout"):
+        AsyncAnalytics("u", "p", http_timeout=-1)
 
 
 BAD_TLS = [

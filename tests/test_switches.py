@@ -16,6 +16,7 @@ from memcachier_async import (
     ServerError,
     fan_out,
 )
+from memcachier_async._transports.shards import ShardedTransport
 from memcachier_async.testing import Emulator, RequestRecord, instant_retries, mock_api
 
 pytestmark = pytest.mark.anyio
@@ -108,12 +109,12 @@ async def test_mock_api_leaves_explicit_targets_alone() -> None:
         async with own.client() as api:  # an explicit transport
             await api.stats()
         api = AsyncAnalytics("u", "p", base_url="http://127.0.0.1:1/api/v1")
-        assert api.http_client._transport.inner.__class__.__name__ == "PoolTransport"  # type: ignore[attr-defined]
+        assert type(api.http_client._transport.inner) is ShardedTransport  # type: ignore[attr-defined]
         await api.aclose()
     assert own.calls["stats"] == 1
     assert mocked.calls["stats"] == 0
     outside = AsyncAnalytics("u", "p")
-    assert outside.http_client._transport.inner.__class__.__name__ == "PoolTransport"  # type: ignore[attr-defined]
+    assert type(outside.http_client._transport.inner) is ShardedTransport  # type: ignore[attr-defined]
     await outside.aclose()
     own.close()
 

@@ -24,7 +24,6 @@ from memcachier_async import (
     RetryPolicy,
     TransportError,
 )
-from memcachier_async._transports.pool import PoolTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -131,11 +130,13 @@ def drop_second() -> Iterator[_DropSecond]:
     server.close()
 
 
-async def test_requests_on_the_wire_equal_recorded_attempts(
+async def test_a_get_on_a_connection_the_server_closed(
     drop_second: _DropSecond, backend: str
 ) -> None:
-    """A GET on a connection the server closed: one request sent, one attempt recorded
-    (aiohttp would silently send it again on a new connection)."""
+    """A GET on a kept-alive connection the server closed without answering: httpx
+    sends it once (one attempt, a TransportError without retries); aiohttp resends an
+    idempotent request once by itself, on a new connection (docs/client.md says so),
+    so the call succeeds with one attempt recorded and three requests on the wire."""
     async with AsyncAnalytics(
         "user",
         "pw",
@@ -145,8 +146,32 @@ async def test_requests_on_the_wire_equal_recorded_attempts(
         retry=RetryPolicy.disabled(),
     ) as api:
         assert await api.list_credentials() == []
+        if backend == "aiohttp":
+            assert await api.list_credentials() == []
+            assert drop_second.requests == 3
+            return
         with pytest.raises(TransportError) as caught:
             await api.list_credentials()
+    assert len(caught.value.attempts) == 1
+    assert drop_second.requests == 2
+
+
+async def test_a_create_on_a_connection_the_server_closed_is_sent_once(
+    drop_second: _DropSecond, backend: str
+) -> None:
+    """A create_credential (POST) on a kept-alive connection the server closed: sent
+    once on either engine, never again by the engine nor by the retry layer
+    (OutcomeUnknownError: it may have been carried out)."""
+    async with AsyncAnalytics(
+        "user",
+        "pw",
+        cache_id=1,
+        base_url=drop_second.url,
+        http_backend=backend,  # type: ignore[arg-type]
+    ) as api:
+        assert await api.list_credentials() == []
+        with pytest.raises(OutcomeUnknownError) as caught:
+            await api.create_credential()
     assert len(caught.value.attempts) == 1
     assert drop_second.requests == 2
 
@@ -166,7 +191,7 @@ async def test_request_that_never_left_the_pool_queue_is_not_sent(backend: str) 
 
         inner = AiohttpTransport(limits=limits)
     else:
-        inner = PoolTransport(limits=limits)
+        inner = httpx.AsyncHTTPTransport(limits=limits)
     with LoopbackServer(slow) as server:
         async with AsyncAnalytics(
             "user",

@@ -45,8 +45,6 @@ from .rules import MAX_RESPONSE_SIZE_EXTENSION
 __all__ = [
     "DEFAULT_MAX_RESPONSE_SIZE",
     "ERROR_BODY_READ_LIMIT",
-    "Target",
-    "declared_within_limit",
     "decoded_headers",
     "max_response_size",
     "network_abort",
@@ -70,23 +68,7 @@ _MAX_CODINGS = 3
 _SUPPORTED = frozenset({"gzip", "x-gzip", "deflate"})
 
 
-class Target:
-    """What a body is read for, when there is no ``httpx.Request``: the SDK's
-    aiohttp sender (see ``aiohttp.py``) reads for a plain call.
-
-    ``url`` has no user info and no query (it goes into error messages);
-    ``extensions`` holds the size limit as a request's would.
-    """
-
-    __slots__ = ("extensions", "method", "url")
-
-    def __init__(self, method: str, url: str, extensions: Mapping[str, Any]) -> None:
-        self.method = method
-        self.url = url
-        self.extensions = extensions
-
-
-def max_response_size(request: httpx.Request | Target) -> int | None:
+def max_response_size(request: httpx.Request) -> int | None:
     """The request's bound on a success body (``None``: unbounded, by explicit choice)."""
     extensions = request.extensions
     if MAX_RESPONSE_SIZE_EXTENSION not in extensions:
@@ -166,10 +148,8 @@ def _finish(inflaters: list[_Inflater]) -> Iterator[bytes]:
         yield from _through(inflaters[i + 1 :], inflater.finish())
 
 
-def too_large(request: httpx.Request | Target, limit: int) -> ResponseTooLargeError:
-    url = request.url
-    if isinstance(url, httpx.URL):
-        url = url.copy_with(username=None, password=None, query=None)
+def too_large(request: httpx.Request, limit: int) -> ResponseTooLargeError:
+    url = request.url.copy_with(username=None, password=None, query=None)
     return ResponseTooLargeError(
         f"the response to {request.method} {url} is larger than the limit of "
         f"{limit:,} bytes (max_response_size); reading stopped there",
@@ -209,28 +189,13 @@ async def _abandon(
                 await aclose()
 
 
-def declared_within_limit(
-    request: httpx.Request | Target, status_code: int, content_length: str | None
-) -> bool:
-    """Whether a body of the ``Content-Length`` the response declares is within
-    the limit :func:`read_body` holds it to (so a client that reads exactly
-    that many bytes may read it whole, unencoded, without counting)."""
-    if content_length is None:
-        return False
-    declared = content_length.strip()
-    if not declared.isdigit() or len(declared) > 20:
-        return False
-    limit = max_response_size(request) if 200 <= status_code < 300 else ERROR_BODY_READ_LIMIT
-    return limit is None or int(declared) <= limit
-
-
 async def read_body(
     chunks: AsyncIterable[bytes],
     *,
     status_code: int,
     content_encoding: str | None,
     content_length: str | None,
-    request: httpx.Request | Target,
+    request: httpx.Request,
     abort: Callable[[], Awaitable[object]] | None = None,
 ) -> tuple[bytes, bool]:
     """The decoded body, and whether it is whole (``False``: an error body cut short).
@@ -257,7 +222,7 @@ async def _read(
     status_code: int,
     content_encoding: str | None,
     content_length: str | None,
-    request: httpx.Request | Target,
+    request: httpx.Request,
 ) -> tuple[bytes, bool]:
     success = 200 <= status_code < 300
     limit = max_response_size(request) if success else ERROR_BODY_READ_LIMIT

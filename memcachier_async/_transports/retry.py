@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -47,31 +47,22 @@ from .rules import (
     Progress,
     parse_retry_after,
 )
+from .shards import ShardedTransport
 
 __all__ = [
     "ATTEMPTS_EXTENSION",
     "POLICY_EXTENSION",
     "RETRIES_EXTENSION",
     "DeadlineExceeded",
-    "Reply",
     "RetryBudget",
     "RetryEvent",
     "RetryPolicy",
     "RetryTransport",
-    "announce",
-    "attempt_timeout",
     "attempts_of",
     "certificate_failure",
-    "deadline_error",
-    "endpoint_name",
-    "idempotent_call",
     "is_idempotent",
     "outcome_of",
-    "policy_for",
     "public_url",
-    "reached_server",
-    "record_attempts",
-    "retry_reason",
     "set_instant_retries",
 ]
 
@@ -120,25 +111,12 @@ class DeadlineExceeded(httpx.TimeoutException):
 
 
 def is_idempotent(request: httpx.Request) -> bool:
-    """Whether sending ``request`` twice is as safe as sending it once."""
-    return idempotent_call(request.method, request.extensions)
-
-
-def idempotent_call(method: str, extensions: Mapping[str, Any]) -> bool:
-    """:func:`is_idempotent` for a call not (yet) made into an ``httpx.Request``."""
-    flag = extensions.get(IDEMPOTENT_EXTENSION)
+    """Whether sending ``request`` twice is as safe as sending it once: its
+    ``memcachier_idempotent`` extension, else its method (RFC 9110)."""
+    flag = request.extensions.get(IDEMPOTENT_EXTENSION)
     if isinstance(flag, bool):
         return flag
-    return method.upper() in _IDEMPOTENT_METHODS
-
-
-def reached_server(exc: BaseException) -> bool:
-    """Whether a request that failed with ``exc`` may have reached the server.
-
-    Only the failures that happen before a byte is sent (connecting, waiting
-    for a pooled connection) say "certainly not".
-    """
-    return not isinstance(exc, _NOT_SENT)
+    return request.method.upper() in _IDEMPOTENT_METHODS
 
 
 def outcome_of(result: httpx.Response | BaseException) -> Outcome:
@@ -152,7 +130,9 @@ def outcome_of(result: httpx.Response | BaseException) -> Outcome:
         # A certificate that failed verification fails the same way next time.
         transient=isinstance(result, (*_NOT_SENT, *_MAYBE_SENT))
         and not certificate_failure(result),
-        reached_server=reached_server(result),
+        # Only a failure before a byte was sent (connecting, waiting for a
+        # pooled connection) says "certainly not".
+        reached_server=not isinstance(result, _NOT_SENT),
         timeout=isinstance(result, httpx.TimeoutException),
     )
 
@@ -171,34 +151,7 @@ def certificate_failure(exc: BaseException) -> bool:
     return False
 
 
-def retry_reason(result: httpx.Response | BaseException, *, idempotent: bool) -> str | None:
-    """Why this outcome of an attempt may be retried, or ``None`` if it may not.
-
-    The reason is what a log line shows: ``"503"`` or ``"ConnectTimeout"``.
-    """
-    return core.retry_reason(outcome_of(result), idempotent=idempotent)
-
-
-class Reply:
-    """A response read whole, without an httpx model: what the SDK's own
-    aiohttp sender returns (``aiohttp.AiohttpSender``), with its attempts."""
-
-    __slots__ = ("attempts", "headers", "reason_phrase", "status_code")
-
-    def __init__(
-        self,
-        status_code: int,
-        reason_phrase: str,
-        headers: Mapping[str, str],
-        attempts: tuple[Attempt, ...],
-    ) -> None:
-        self.status_code = status_code
-        self.reason_phrase = reason_phrase
-        self.headers = headers
-        self.attempts = attempts
-
-
-def record_attempts(exc: BaseException, attempts: tuple[Attempt, ...]) -> None:
+def _record(exc: BaseException, attempts: tuple[Attempt, ...]) -> None:
     """Put the call's attempts on an exception it raises (read by :func:`attempts_of`)."""
     if isinstance(exc, ResponseTooLargeError):
         exc.attempts = attempts
@@ -206,13 +159,11 @@ def record_attempts(exc: BaseException, attempts: tuple[Attempt, ...]) -> None:
         setattr(exc, _ATTEMPTS_ATTR, attempts)
 
 
-def attempts_of(obj: httpx.Response | Reply | BaseException) -> tuple[Attempt, ...]:
+def attempts_of(obj: httpx.Response | BaseException) -> tuple[Attempt, ...]:
     """The attempts recorded by :class:`RetryTransport` on a response or error.
 
     ``()`` when ``obj`` did not come through a :class:`RetryTransport`.
     """
-    if isinstance(obj, Reply):
-        return obj.attempts
     if isinstance(obj, httpx.Response):
         found = obj.extensions.get(ATTEMPTS_EXTENSION, ())
     else:
@@ -227,10 +178,7 @@ def public_url(url: httpx.URL) -> str:
     return str(url.copy_with(username=None, password=None, query=None))
 
 
-# --- the transport ----------------------------------------------------------
-
-
-def attempt_timeout(
+def _attempt_timeout(
     timeout: Mapping[str, float | None] | None, remaining: float | None
 ) -> dict[str, float | None]:
     # Each phase's timeout shrinks to the time the call has left, so the last
@@ -281,7 +229,7 @@ def _for_tests(policy: RetryPolicy) -> RetryPolicy:
     )
 
 
-def policy_for(extensions: Mapping[str, Any], default: RetryPolicy) -> RetryPolicy:
+def _policy_for(extensions: Mapping[str, Any], default: RetryPolicy) -> RetryPolicy:
     """The policy of one call: the request's own (``with_options``) or ``default``,
     with waits off while a test runs with instant retries."""
     policy = extensions.get(POLICY_EXTENSION)
@@ -307,8 +255,18 @@ class RetryTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport, policy: RetryPolicy | None = None) -> None:
+        if not isinstance(inner, httpx.AsyncBaseTransport):
+            raise TypeError(
+                f"RetryTransport wraps an httpx.AsyncBaseTransport, not {type(inner).__name__}"
+            )
+        if policy is not None and not isinstance(policy, RetryPolicy):
+            raise TypeError(f"policy must be a RetryPolicy, not {type(policy).__name__}")
         self._inner = inner
         self._policy = RetryPolicy() if policy is None else policy
+        # httpx's own transport hands each request's ``trace`` extension to
+        # httpcore, which calls it as the request goes out: until then a
+        # request whose deadline passes was not sent (see _progress_trace).
+        self._traced = isinstance(inner, (httpx.AsyncHTTPTransport, ShardedTransport))
 
     @property
     def inner(self) -> httpx.AsyncBaseTransport:
@@ -323,11 +281,11 @@ class RetryTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        policy = policy_for(request.extensions, self._policy)
+        policy = _policy_for(request.extensions, self._policy)
         tracer = _otel.tracer()
         if tracer is not None:
             # One span around the attempts: a retried call is one trace.
-            with _otel.call_span(tracer, request.method, endpoint_name(request.extensions)):
+            with _otel.call_span(tracer, request.method, _endpoint_name(request.extensions)):
                 return await self._call(request, policy)
         return await self._call(request, policy)
 
@@ -339,15 +297,15 @@ class RetryTransport(httpx.AsyncBaseTransport):
             await request.aread()
         attempts: list[Attempt] = []
         while True:
-            result = await _attempt(self._inner, request, call, attempts)
+            result = await _attempt(self._inner, request, call, attempts, self._traced)
             decision = call.attempt_done(outcome_of(result), now=clock())
             if isinstance(decision, GiveUp):
                 return _finish(result, attempts, decision)
-            announce(
+            _announce(
                 call,
                 request.method,
                 public_url(request.url),
-                endpoint_name(request.extensions),
+                _endpoint_name(request.extensions),
                 decision,
                 elapsed=clock() - call.start,
             )
@@ -361,20 +319,29 @@ async def _attempt(
     request: httpx.Request,
     call: RetryCall,
     attempts: list[Attempt],
+    traced: bool = False,
 ) -> httpx.Response | httpx.TransportError:
     """Send once and read the whole body; the response or the failure, recorded."""
     clock = call.policy.clock
     try:
         response = await _send_once(
-            inner, request, call.remaining(clock()), call.policy, call.attempts - 1
+            inner, request, call.remaining(clock()), call.policy, call.attempts - 1, traced
         )
     except httpx.TransportError as exc:
         attempts.append(Attempt(call.attempts, type(exc).__name__, clock() - call.start))
         return exc
+    except OSError as exc:
+        # A socket or TLS failure the engine let through unmapped (httpcore
+        # passes on a TLS 1.3 alert that arrives with the answer, such as a
+        # refused client certificate): after sending, so it may have been sent.
+        error = httpx.ReadError(f"{type(exc).__name__}: {exc}", request=request)
+        error.__cause__ = exc
+        attempts.append(Attempt(call.attempts, type(error).__name__, clock() - call.start))
+        return error
     except (ResponseTooLargeError, httpx.DecodingError) as exc:
         # Never retried: the next answer would be as large (or as broken).
         attempts.append(Attempt(call.attempts, type(exc).__name__, clock() - call.start))
-        record_attempts(exc, tuple(attempts))
+        _record(exc, tuple(attempts))
         raise
     attempts.append(Attempt(call.attempts, response.status_code, clock() - call.start))
     return response
@@ -386,25 +353,45 @@ async def _send_once(
     remaining: float | None,
     policy: RetryPolicy,
     resends: int = 0,
+    traced: bool = False,
 ) -> httpx.Response:
-    timeout = attempt_timeout(request.extensions.get("timeout"), remaining)
+    timeout = _attempt_timeout(request.extensions.get("timeout"), remaining)
     progress = Progress()
     extensions = {**request.extensions, "timeout": timeout, PROGRESS_EXTENSION: progress}
     if resends and _otel.ENABLED:
         extensions = _otel.with_resend_count(extensions, resends)
-    attempt_request = httpx.Request(
-        request.method,
-        request.url,
-        headers=request.headers,
-        stream=request.stream,
-        extensions=extensions,
-    )
-    if remaining is None:
-        # No deadline: no cancel scope to pay for.
-        return await _read_response(inner, attempt_request)
-    with anyio.move_on_after(max(remaining, 0.0)):
-        return await _read_response(inner, attempt_request)
-    raise deadline_error(policy, queued=progress.queued, request=request)
+    if traced and remaining is not None:
+        progress.queued = True
+        extensions["trace"] = _progress_trace(progress, extensions.get("trace"))
+    # The attempt's extensions on the request itself, for the time of the
+    # attempt (a copy of the request per attempt cost more than the rest of
+    # this layer).
+    original, request.extensions = request.extensions, extensions
+    try:
+        if remaining is None:
+            # No deadline: no cancel scope to pay for.
+            return await _read_response(inner, request)
+        with anyio.move_on_after(max(remaining, 0.0)):
+            return await _read_response(inner, request)
+    finally:
+        request.extensions = original
+    raise _deadline_error(policy, queued=progress.queued, request=request)
+
+
+_TraceHook = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+
+
+def _progress_trace(progress: Progress, previous: _TraceHook | None) -> _TraceHook:
+    """httpcore's ``trace`` callback that marks ``progress`` sent when the
+    request's head starts to go out (HTTP/1.1 or HTTP/2), then calls ``previous``."""
+
+    async def trace(event: str, info: Mapping[str, Any]) -> None:
+        if progress.queued and event.endswith(".send_request_headers.started"):
+            progress.queued = False
+        if previous is not None:
+            await previous(event, info)
+
+    return trace
 
 
 async def _read_response(
@@ -412,6 +399,9 @@ async def _read_response(
 ) -> httpx.Response:
     """One attempt's response, its body read (decoded, bounded) and its connection back."""
     response = await inner.handle_async_request(attempt_request)
+    progress = attempt_request.extensions.get(PROGRESS_EXTENSION)
+    if isinstance(progress, Progress):
+        progress.queued = False  # an answer came: the request went out
     headers = response.headers
     encoding = headers.get("content-encoding")
     if isinstance(response.stream, httpx.ByteStream):
@@ -444,7 +434,12 @@ async def _read_response(
         finally:
             # Shielded: a cancelled call must still hand its connection back.
             with anyio.CancelScope(shield=True):
-                await response.aclose()
+                await stream.aclose()
+        if encoding is None:
+            # The same response, its body now in memory and its connection back.
+            response.stream = httpx.ByteStream(body)
+            response.extensions.pop("network_stream", None)
+            return response
     return httpx.Response(
         response.status_code,
         headers=decoded_headers(headers.raw, encoding is not None),
@@ -458,7 +453,7 @@ async def _read_response(
     )
 
 
-def deadline_error(
+def _deadline_error(
     policy: RetryPolicy, *, queued: bool | None, request: httpx.Request | None
 ) -> httpx.TimeoutException:
     """The error of an attempt ended by the call's deadline."""
@@ -472,7 +467,7 @@ def deadline_error(
     return DeadlineExceeded(f"the call's deadline of {policy.deadline} s passed", request=request)
 
 
-def announce(
+def _announce(
     call: RetryCall,
     method: str,
     url: str,
@@ -520,13 +515,13 @@ def _finish(
         logger.debug("retry budget exhausted: giving up after %d attempts", len(attempts))
     recorded = tuple(attempts)
     if isinstance(result, BaseException):
-        setattr(result, _ATTEMPTS_ATTR, recorded)
+        _record(result, recorded)
         raise result
     result.extensions[ATTEMPTS_EXTENSION] = recorded
     result.extensions[RETRIES_EXTENSION] = len(recorded) - 1
     return result
 
 
-def endpoint_name(extensions: Mapping[str, Any]) -> str | None:
+def _endpoint_name(extensions: Mapping[str, Any]) -> str | None:
     name = extensions.get(ENDPOINT_EXTENSION)
     return name if isinstance(name, str) else None
