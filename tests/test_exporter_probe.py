@@ -8,7 +8,6 @@ for the deadlines it names.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -25,6 +24,14 @@ from memcachier_async._version import __version__
 from memcachier_async.testing import Emulator, SimulatedServer
 
 TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The exporter's server is uvicorn, which runs on asyncio only (the Prober runs on
+    both: tests/test_exporter_sharing.py)."""
+    return "asyncio"
+
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -491,9 +498,8 @@ def test_sd_payload_is_valid_json_for_names_needing_escapes() -> None:
     exporter = Exporter([(name, object()) for name in names], mode="probe")  # type: ignore[misc]
 
     async def sd() -> Any:
-        from memcachier_async._cli.httpd import Request
-
-        response = await exporter.handle(Request("GET", "/sd", {}, {}))
-        return json.loads(response.body)
+        transport = httpx.ASGITransport(app=exporter.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as http:
+            return (await http.get("/sd")).json()
 
     assert [group["labels"]["cache"] for group in anyio.run(sd)] == names
