@@ -102,6 +102,15 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     "time, then gets 503.",
 )
 @click.option(
+    "--probe-cache-ttl",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Probe mode: reuse a cache's answer this long, so the Prometheus servers of an HA "
+    "pair share one call per cache (0: only concurrent probes share).",
+)
+@click.option(
     "--http-backend",
     type=click.Choice(["httpx", "aiohttp"]),
     default="httpx",
@@ -157,6 +166,7 @@ def export(
     timeout: float | None,
     shard: str | None,
     max_concurrent_probes: int,
+    probe_cache_ttl: float,
     http_backend: HttpBackend,
     max_connections: int,
     keep_alive_timeout: int,
@@ -224,6 +234,7 @@ def export(
                 mode=mode,
                 shard=parts,
                 max_probes=max_concurrent_probes,
+                probe_cache_ttl=probe_cache_ttl,
             )
             stack = contextlib.AsyncExitStack()
             try:

@@ -87,6 +87,11 @@ class _SelfCollector(Collector):
         for result in ("success", "failure", "busy"):
             answered.add_metric([result], prober.results[result])
         yield answered
+        yield CounterMetricFamily(
+            "memcachier_exporter_probe_api_calls",
+            "Stats calls the probes made: fewer than probes when probes of a cache share one.",
+            value=prober.api_calls,
+        )
 
 
 # --- sharding --------------------------------------------------------------------
@@ -143,7 +148,8 @@ class Exporter:
     interval, at least 10 s), and caps a probe's time. ``shard=(i, n)``
     polls only the caches whose :func:`shard_of` is ``i``; ``/probe`` and
     ``/sd`` serve every cache. ``max_probes`` bounds the probes running at
-    once (see :mod:`.probe`).
+    once, and probes of one cache share a call for ``probe_cache_ttl``
+    seconds (see :mod:`.probe`).
     """
 
     def __init__(
@@ -156,6 +162,7 @@ class Exporter:
         mode: Mode = "poll",
         shard: tuple[int, int] | None = None,
         max_probes: int = 64,
+        probe_cache_ttl: float = 1.0,
     ) -> None:
         if not interval > 0:
             raise ValueError("interval must be positive seconds")
@@ -175,7 +182,9 @@ class Exporter:
         # A short interval must not starve a slow API: at least 10 s per call.
         self.timeout = timeout if timeout is not None else max(interval, 10.0)
         self.concurrency = concurrency
-        self.prober: Prober = Prober(dict(clients), max_concurrent=max_probes)
+        self.prober: Prober = Prober(
+            dict(clients), max_concurrent=max_probes, cache_ttl=probe_cache_ttl
+        )
         self.state = ExporterState(self._names)
         self.registry = CollectorRegistry(auto_describe=True)
         if mode == "poll":
