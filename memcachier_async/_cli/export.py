@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import anyio
@@ -19,6 +21,7 @@ from .common import (
     epilog,
     run_async,
     target_options,
+    verbosity,
 )
 
 if TYPE_CHECKING:
@@ -254,8 +257,30 @@ def export(
                 await _until(stop, lambda: exporter.run(rounds=rounds or None))
 
     # A Ctrl-C before the event loop listens (or after it stopped) is still a stop.
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt), _failures_on_stderr():
         run_async(lambda: _stopped_by_signals(serve))
+
+
+@contextlib.contextmanager
+def _failures_on_stderr() -> Iterator[None]:
+    """The exporter's own lines (a cache failing, recovering) on stderr, even without -v.
+
+    With -v the SDK's handler shows them already (and more).
+    """
+    if verbosity() > 0:
+        yield
+        return
+    logger = logging.getLogger("memcachier_async.exporter")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 async def _until(stop: anyio.Event, function: Callable[[], Awaitable[None]]) -> None:

@@ -47,7 +47,7 @@ from memcachier_async._poll import PollResult, watch
 from memcachier_async._version import __version__
 from memcachier_async.contrib.prometheus import ClientMetrics
 
-from .metrics import METRICS_CONTENT_TYPE, ExporterState, StatsCollector, render
+from .metrics import METRICS_CONTENT_TYPE, ExporterState, FailureLog, StatsCollector, render
 from .probe import SCRAPE_TIMEOUT_HEADER, ProbeBusy, Prober, probe_families, probe_timeout
 from .serving import ServerSettings, serve_asgi
 
@@ -182,8 +182,13 @@ class Exporter:
         # A short interval must not starve a slow API: at least 10 s per call.
         self.timeout = timeout if timeout is not None else max(interval, 10.0)
         self.concurrency = concurrency
+        #: Logs when a cache starts failing and when it recovers (polls and probes).
+        self.failures = FailureLog()
         self.prober: Prober = Prober(
-            dict(clients), max_concurrent=max_probes, cache_ttl=probe_cache_ttl
+            dict(clients),
+            max_concurrent=max_probes,
+            cache_ttl=probe_cache_ttl,
+            failures=self.failures,
         )
         self.state = ExporterState(self._names)
         self.registry = CollectorRegistry(auto_describe=True)
@@ -219,6 +224,11 @@ class Exporter:
             elif result.status == "ok":
                 assert result.stats is not None
                 self.state.record_success(name, result.stats)
+            else:
+                continue
+            sample = self.state.sample(name)
+            assert sample is not None
+            self.failures.record(name, sample)
         self.state.record_round(duration)
         self.rounds += 1
 

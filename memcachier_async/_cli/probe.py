@@ -38,7 +38,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from memcachier_async._client import AsyncAnalytics
 from memcachier_async._errors import MemcachierError
 
-from .metrics import CacheSample, sample_families
+from .metrics import CacheSample, FailureLog, sample_families
 
 __all__ = [
     "SCRAPE_TIMEOUT_HEADER",
@@ -119,6 +119,7 @@ class Prober:
         *,
         max_concurrent: int = 64,
         cache_ttl: float = 1.0,
+        failures: FailureLog | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
@@ -127,6 +128,8 @@ class Prober:
         self._clients = dict(clients)
         self.max_concurrent = max_concurrent
         self.cache_ttl = cache_ttl
+        #: Logs when a cache starts failing and when it recovers.
+        self.failures = failures if failures is not None else FailureLog()
         # Created in the event loop, on first use (anyio < 4.5 needs one).
         self._limiter: anyio.CapacityLimiter | None = None
         self._calls: dict[str, _Call] = {}
@@ -208,6 +211,7 @@ class Prober:
             finally:
                 limiter.release()
             call.sample = sample
+            self.failures.record(cache, sample)
             if self.cache_ttl > 0:
                 self._recent[cache] = (anyio.current_time() + self.cache_ttl, sample)
             return sample
@@ -218,20 +222,23 @@ class Prober:
     @staticmethod
     async def _read(cache: str, api: AsyncAnalytics, deadline: float) -> CacheSample:
         error: Exception
-        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+        started = anyio.current_time()
+        with anyio.move_on_after(max(0.0, deadline - started)):
             try:
-                return CacheSample.ok(await api.stats())
+                stats = await api.stats()
+                return CacheSample.ok(stats, anyio.current_time() - started)
             except MemcachierError as exc:
                 error = exc
             except Exception as exc:  # a bug here must stay this cache's result
                 logger.warning("probe of %r failed unexpectedly", cache, exc_info=True)
                 error = exc
-            return CacheSample.failed(error)
-        return _too_late(cache)
+            return CacheSample.failed(error, anyio.current_time() - started)
+        return _too_late(cache, anyio.current_time() - started)
 
 
-def _too_late(cache: str) -> CacheSample:
-    return CacheSample.failed(TimeoutError(f"no stats within the probe's time ({cache!r})"))
+def _too_late(cache: str, duration: float | None = None) -> CacheSample:
+    error = TimeoutError(f"no stats within the probe's time ({cache!r})")
+    return CacheSample.failed(error, duration)
 
 
 def probe_families(result: ProbeResult) -> Iterator[Metric]:
