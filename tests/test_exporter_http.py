@@ -114,10 +114,34 @@ async def test_get_and_head_on_one_keep_alive_connection(root: str) -> None:
 async def test_any_method_but_get_and_head_is_a_405_with_allow(root: str, method: str) -> None:
     """Other methods: 405, one line, Allow: GET, HEAD."""
     async with httpx.AsyncClient(base_url=root) as http:
-        response = await http.request(method, "/metrics", content=b"abc")
+        response = await http.request(method, "/metrics")
     assert response.status_code == 405
     assert response.text == f"Method not allowed: {method}. Use GET.\n"
     assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD"}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"Content-Length: 3\r\n\r\nabc",
+        b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"Content-Length: 50000000\r\n\r\n" + b"x" * 100_000,  # and more never sent
+    ],
+    ids=["content-length", "chunked", "huge"],
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_request_with_a_body_is_a_413_and_the_connection_closes_unread(
+    root: str, method: str, body: bytes
+) -> None:
+    """No route takes a body: 413 with one line, and the connection closes rather than reading
+    the body for as long as the client sends it."""
+    request = f"{method} /metrics HTTP/1.1\r\nHost: x\r\n".encode() + body
+    answer = await exchange(port_of(root), request)
+    assert status_of(answer) == 413
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert text == b"Request bodies are not accepted.\n"
+    assert b"connection: close" in head.lower()
 
 
 @pytest.mark.anyio

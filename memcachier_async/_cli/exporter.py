@@ -38,9 +38,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from memcachier_async._client import AsyncAnalytics
 from memcachier_async._poll import PollResult, watch
@@ -362,6 +364,31 @@ def _internal_error(request: Request, exc: Exception) -> Response:
     return text(500, "Internal error; see the exporter's log.")
 
 
+class _NoBodies:
+    """Answers a request that has a body with 413 and closes its connection, unread.
+
+    No route takes a body; uvicorn would otherwise read and drop one for as
+    long as the client sends it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_body(scope["headers"]):
+            refusal = text(413, "Request bodies are not accepted.", {"connection": "close"})
+            await refusal(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+
+def _has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
 def _asgi_app(exporter: Exporter) -> Starlette:
     get = ["GET"]  # Starlette answers HEAD for every GET route
     routes = [
@@ -374,6 +401,7 @@ def _asgi_app(exporter: Exporter) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(_NoBodies)],
         exception_handlers={404: _not_found, 405: _not_allowed, Exception: _internal_error},
     )
     # /metrics/ is not /metrics: a 404, not a redirect.
