@@ -7,7 +7,15 @@ uvicorn runs on asyncio only, so these tests do too.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -335,3 +343,37 @@ def test_server_settings_are_checked_when_given(field: str) -> None:
     """A zero or negative limit is refused at once, naming the setting."""
     with pytest.raises(ValueError, match=field):
         ServerSettings(**{field: 0})  # type: ignore[arg-type]
+
+
+def test_the_access_log_and_a_graceful_sigterm_from_the_command(tmp_path: Path) -> None:
+    """export --access-log: one line per request on stderr (client, request line, status);
+    SIGTERM stops it with exit code 0 and no traceback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMCACHIER_")}
+    command = [sys.executable, "-m", "memcachier_async._cli", "export", "--emulator"]
+    command += ["--mode", "probe", "--access-log", "--listen", f"127.0.0.1:{port}"]
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=out, env=env)
+    try:
+        root = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(root + "/-/healthy", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(root + "/nope", timeout=5)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(20)
+    output = log.read_text()
+    assert code == 0, output
+    assert '"GET /-/healthy HTTP/1.1" 200' in output
+    assert '"GET /nope HTTP/1.1" 404' in output
+    assert "Traceback" not in output

@@ -146,6 +146,11 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     help="On SIGTERM or SIGINT, let requests in flight finish this long, then cancel them.",
 )
 @click.option(
+    "--access-log",
+    is_flag=True,
+    help="Log every request on stderr (uvicorn's access log: client, request line, status).",
+)
+@click.option(
     "--tls-cert-file",
     type=click.Path(exists=True, dir_okay=False),
     help="Serve HTTPS with this certificate chain (PEM); needs --tls-key-file.",
@@ -174,6 +179,7 @@ def export(
     max_connections: int,
     keep_alive_timeout: int,
     shutdown_timeout: int,
+    access_log: bool,
     tls_cert_file: str | None,
     tls_key_file: str | None,
     rounds: int,
@@ -226,6 +232,7 @@ def export(
         timeout_graceful_shutdown=shutdown_timeout,
         tls_certfile=tls_cert_file,
         tls_keyfile=tls_key_file,
+        access_log=access_log,
     )
 
     async def serve(stop: anyio.Event) -> None:
@@ -257,30 +264,30 @@ def export(
                 await _until(stop, lambda: exporter.run(rounds=rounds or None))
 
     # A Ctrl-C before the event loop listens (or after it stopped) is still a stop.
-    with contextlib.suppress(KeyboardInterrupt), _failures_on_stderr():
+    with contextlib.suppress(KeyboardInterrupt), _on_stderr(access_log):
         run_async(lambda: _stopped_by_signals(serve))
 
 
 @contextlib.contextmanager
-def _failures_on_stderr() -> Iterator[None]:
-    """The exporter's own lines (a cache failing, recovering) on stderr, even without -v.
-
-    With -v the SDK's handler shows them already (and more).
-    """
-    if verbosity() > 0:
-        yield
-        return
-    logger = logging.getLogger("memcachier_async.exporter")
+def _on_stderr(access_log: bool) -> Iterator[None]:
+    """The exporter's own lines (a cache failing, recovering) on stderr, even without -v
+    (with -v the SDK's handler shows them already); uvicorn's access log if asked for."""
+    names = ([] if verbosity() > 0 else ["memcachier_async.exporter"]) + (
+        ["uvicorn.access"] if access_log else []
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
 
 
 async def _until(stop: anyio.Event, function: Callable[[], Awaitable[None]]) -> None:

@@ -47,6 +47,8 @@ class ServerSettings:
     timeout_graceful_shutdown: int = attrs.field(default=10, validator=_positive)
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
+    #: One INFO line per request on the ``uvicorn.access`` logger.
+    access_log: bool = False
 
 
 class _Server(uvicorn.Server):
@@ -76,7 +78,7 @@ def _config(app: ASGIApp, settings: ServerSettings) -> uvicorn.Config:
         http="h11",  # the parser whose head limit is the one documented
         lifespan="off",
         log_config=None,  # leave the process' logging configuration alone
-        access_log=False,
+        access_log=settings.access_log,
         server_header=False,
         h11_max_incomplete_event_size=settings.max_head,
         limit_concurrency=settings.limit_concurrency,
