@@ -23,10 +23,12 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+from click.testing import CliRunner
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from memcachier_async import AsyncAnalytics, RetryPolicy
+from memcachier_async._cli import main
 from memcachier_async._cli.exporter import Exporter
 from memcachier_async._cli.serving import ServerSettings
 
@@ -377,3 +379,38 @@ def test_the_access_log_and_a_graceful_sigterm_from_the_command(tmp_path: Path) 
     assert '"GET /-/healthy HTTP/1.1" 200' in output
     assert '"GET /nope HTTP/1.1" 404' in output
     assert "Traceback" not in output
+
+
+@pytest.mark.anyio
+async def test_cancelled_from_outside_the_server_stops_at_once_and_closes_its_port() -> None:
+    """A cancelled serve block ends without the grace period, and nothing listens after."""
+    gate = Gate()
+    exporter = Exporter([("web", gate.client())], mode="probe")
+    with anyio.fail_after(5):  # a bound on the test, not a measurement
+        with anyio.move_on_after(0.2):
+            async with exporter.serve("127.0.0.1", 0) as root:
+                await anyio.sleep_forever()
+    with pytest.raises(OSError, match=r"refused|connect"):
+        await anyio.connect_tcp("127.0.0.1", port_of(root))
+
+
+def test_a_port_in_use_is_a_usage_error_naming_the_address() -> None:
+    """--listen on a busy port: exit code 2 and one line saying why, no traceback."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        result = CliRunner().invoke(main, ["export", "--emulator", "--listen", address])
+    assert result.exit_code == 2, result.output
+    assert f"cannot listen on {address}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_tls_needs_both_files(tmp_path: Path) -> None:
+    """--tls-cert-file without --tls-key-file (or the reverse) is refused, naming both."""
+    pem = tmp_path / "cert.pem"
+    pem.write_text("not used")
+    for flag in ("--tls-cert-file", "--tls-key-file"):
+        result = CliRunner().invoke(main, ["export", "--emulator", flag, str(pem)])
+        assert result.exit_code == 2, result.output
+        assert "--tls-cert-file and --tls-key-file go together" in result.output
