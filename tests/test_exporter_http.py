@@ -414,3 +414,15 @@ def test_tls_needs_both_files(tmp_path: Path) -> None:
         result = CliRunner().invoke(main, ["export", "--emulator", flag, str(pem)])
         assert result.exit_code == 2, result.output
         assert "--tls-cert-file and --tls-key-file go together" in result.output
+
+
+def test_a_certificate_that_cannot_be_used_is_a_usage_error(tmp_path: Path) -> None:
+    """Files that are not a PEM certificate and key: exit code 2 naming the flags, no traceback."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("not a certificate")
+    key.write_text("not a key")
+    flags = ["--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    result = CliRunner().invoke(main, ["export", "--emulator", "--listen", "127.0.0.1:0", *flags])
+    assert result.exit_code == 2, result.output
+    assert "--tls-cert-file/--tls-key-file cannot be used" in result.output
+    assert "Traceback" not in result.output

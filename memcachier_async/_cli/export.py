@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
@@ -249,6 +250,10 @@ def export(
             stack = contextlib.AsyncExitStack()
             try:
                 url = await stack.enter_async_context(exporter.serve(host, port, settings))
+            except ssl.SSLError as exc:
+                raise CliError(
+                    f"--tls-cert-file/--tls-key-file cannot be used: {exc}", EXIT_USAGE
+                ) from None
             except OSError as exc:
                 raise CliError(
                     f"cannot listen on {listen}: {exc.strerror or exc}", EXIT_USAGE

@@ -103,6 +103,7 @@ async def serve_asgi(
     Leaving the block stops the server gracefully: no new connections,
     in-flight requests finish within ``timeout_graceful_shutdown`` or are
     cancelled. Cancelled from outside, it stops at once. Raises
+    :class:`ssl.SSLError` for a certificate or key that cannot be used,
     :class:`OSError` when the address cannot be bound, and
     :class:`RuntimeError` on an event loop other than asyncio.
     """
@@ -112,6 +113,7 @@ async def serve_asgi(
         raise RuntimeError("the exporter's HTTP server (uvicorn) runs on asyncio only") from None
     settings = settings or ServerSettings()
     config = _config(app, settings)
+    config.load()  # here, so that a bad certificate raises ssl.SSLError itself
     server = _Server(config)
     listener = _listen(host, port)
     bound = int(listener.getsockname()[1])
