@@ -230,7 +230,8 @@ async def test_a_route_that_raises_gets_a_one_line_500_and_the_server_goes_on(
 
 @pytest.mark.anyio
 async def test_connections_over_the_limit_get_503_and_the_others_still_work() -> None:
-    """limit_concurrency reached: the next request gets 503 at once; the open ones still answer."""
+    """limit_concurrency=3: with two connections open, a request on a third (uvicorn counts
+    it too) gets 503 at once; the open ones still answer."""
     exporter = Exporter([("web", Gate().client())], mode="probe")
     streams: list[anyio.abc.SocketStream] = []
     async with exporter.serve("127.0.0.1", 0, ServerSettings(limit_concurrency=3)) as root:

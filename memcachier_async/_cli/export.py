@@ -128,7 +128,8 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     default=512,
     show_default=True,
     metavar="N",
-    help="Connections and requests at once (uvicorn's limit_concurrency); one more gets 503.",
+    help="uvicorn's limit_concurrency: a request arriving while N connections are open (its "
+    "own included) or N requests run gets 503.",
 )
 @click.option(
     "--keep-alive-timeout",

@@ -5,8 +5,8 @@ Every promise the exporter makes about HTTP is one of uvicorn's settings
 
 - a request head of at most 16 KiB (h11's ``max_incomplete_event_size``,
   uvicorn's ``h11_max_incomplete_event_size``), else 400;
-- at most ``limit_concurrency`` connections and requests at once; one more
-  gets 503 at once;
+- a request arriving while ``limit_concurrency`` connections are open (its
+  own included) or as many requests run gets 503 at once;
 - an idle keep-alive connection closes after ``timeout_keep_alive`` s;
 - on shutdown, in-flight requests get ``timeout_graceful_shutdown`` s to
   finish, then are cancelled.
