@@ -26,6 +26,8 @@ from memcachier_async._convert import structure
 from memcachier_async.testing import Emulator, SimulatedServer
 
 SAMPLES = Path(__file__).parent / "samples"
+# The exporter's server is uvicorn, on asyncio only; polling runs on both.
+ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 
 # (command, status) → the stats fields whose value it carries.
 EXPECTED_COMMANDS = {
@@ -239,6 +241,7 @@ async def served(
 
 
 @pytest.mark.anyio
+@ASYNCIO_ONLY
 async def test_scrape_over_tcp_matches_the_emulator(
     served: tuple[Emulator, Exporter, str],
 ) -> None:
@@ -265,6 +268,7 @@ async def test_scrape_over_tcp_matches_the_emulator(
 
 
 @pytest.mark.anyio
+@ASYNCIO_ONLY
 async def test_a_failing_cache_is_down_while_the_other_stays_up(
     served: tuple[Emulator, Exporter, str],
 ) -> None:

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from memcachier_async import AsyncAnalytics
 from memcachier_async._cli.exporter import Exporter
-from memcachier_async._cli.httpd import Request
 from memcachier_async.testing import Emulator
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "prometheus"
@@ -70,10 +70,9 @@ def exported_names() -> set[str]:
         async with api:
             exporter = Exporter([("web", api)], interval=60)
             await exporter.poll()
-            texts = [
-                (await exporter.handle(Request("GET", path, query, {}))).body.decode()
-                for path, query in (("/metrics", {}), ("/probe", {"cache": ("web",)}))
-            ]
+            transport = httpx.ASGITransport(app=exporter.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as http:
+                texts = [(await http.get(path)).text for path in ("/metrics", "/probe?cache=web")]
         names = set()
         for text in texts:
             for family in text_string_to_metric_families(text):

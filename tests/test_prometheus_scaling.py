@@ -4,9 +4,11 @@ Everything on loopback: the emulator serves 200 caches over TCP; two
 ``memcachier-analytics export --mode probe`` processes read the same
 config; two Prometheus servers each discover the caches from one
 replica's ``/sd`` and keep their half with ``hashmod`` (modulus 2), as
-``docs/exporter.md`` tells users to. The test then asks both Prometheus
-HTTP APIs what they scraped, stops one replica, and checks that only its
-Prometheus sees its caches go down.
+``docs/exporter.md`` tells users to. A third Prometheus server is the HA
+twin of the first (the same configuration, scraping the same replica): the
+replica's counters show the pair costing one API call per probe pair. The
+test then asks the Prometheus HTTP APIs what they scraped, stops one
+replica, and checks that only its Prometheus servers see its caches go down.
 
 Needs the ``prometheus`` binary (Debian package ``prometheus``): skipped
 where it is missing, a failure in CI. Every wait is bounded.
@@ -30,6 +32,7 @@ from typing import Any
 
 import pytest
 from anyio.from_thread import start_blocking_portal
+from prometheus_client.parser import text_string_to_metric_families
 
 from memcachier_async._cli.exporter import shard_of
 from memcachier_async.testing import Emulator
@@ -104,6 +107,20 @@ class Process:
         return self.log.read_text(errors="replace")[-3000:]
 
 
+def probe_counts(replica: Process) -> tuple[float, float]:
+    """(probes answered, API calls they made) from a replica's own /metrics."""
+    status, body = get(f"http://{replica.address}/metrics")
+    assert status == 200
+    probes = calls = 0.0
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == "memcachier_exporter_probes_total":
+                probes += sample.value
+            elif sample.name == "memcachier_exporter_probe_api_calls_total":
+                calls += sample.value
+    return probes, calls
+
+
 class Prometheus:
     def __init__(self, url: str, process: Process) -> None:
         self.url = url
@@ -157,7 +174,8 @@ def prometheus_config(replica: str, shard: int) -> dict[str, Any]:
 def fleet(
     tmp_path: Path, require_binary: Callable[[str, str], str]
 ) -> Iterator[tuple[Emulator, list[Process], list[Prometheus]]]:
-    """The emulator (200 caches over TCP), two exporter replicas and two Prometheus servers."""
+    """The emulator (200 caches over TCP), two exporter replicas and three Prometheus servers:
+    one per replica, and the first one's HA twin (same config, same replica)."""
     prometheus_binary = require_binary("prometheus", "prometheus")
     emulator = Emulator(servers=None, history_interval=3600)
     credentials = []
@@ -196,12 +214,13 @@ def fleet(
             )
             assert replica.alive(), replica.output()
         servers = []
-        for index, replica in enumerate(replicas):
+        # The twin: the first Prometheus again, as an HA pair runs it.
+        for index, (shard, replica) in enumerate([*enumerate(replicas), (0, replicas[0])]):
             port = free_port()
             directory = tmp_path / f"prometheus{index}"
             directory.mkdir()
             (directory / "prometheus.yml").write_text(
-                json.dumps(prometheus_config(replica.address, index))
+                json.dumps(prometheus_config(replica.address, shard))
             )
             command = [
                 prometheus_binary,
@@ -232,14 +251,15 @@ def test_two_prometheus_servers_split_200_caches_over_two_replicas(
     fleet: tuple[Emulator, list[Process], list[Prometheus]],
 ) -> None:
     """hashmod splits the caches in two disjoint halves that cover all 200, every probe succeeds,
-    the values are the emulator's, and a stopped replica takes down only its own half."""
+    the values are the emulator's, an HA pair on one replica costs one API call per cache per
+    interval, and a stopped replica takes down only its own half."""
     emulator, replicas, servers = fleet
     names = {f"cache-{i:03d}" for i in range(CACHES)}
 
     progress: list[str] = []
 
     def halves() -> list[dict[str, float]] | None:
-        seen = [server.by_cache("memcachier_probe_success") for server in servers]
+        seen = [server.by_cache("memcachier_probe_success") for server in servers[:2]]
         union = set(seen[0]) | set(seen[1])
         failing = sum(v != 1 for half in seen for v in half.values())
         progress.append(f"{[len(h) for h in seen]} caches seen, {failing} failing")
@@ -263,7 +283,7 @@ def test_two_prometheus_servers_split_200_caches_over_two_replicas(
 
     # The values went through the API, the replica and Prometheus unchanged.
     caches = emulator.caches
-    for server, half in zip(servers, (first, second), strict=True):
+    for server, half in zip(servers[:2], (first, second), strict=True):
         name = min(half)
         cache = caches[int(name.removeprefix("cache-"))]
         items = {
@@ -273,6 +293,27 @@ def test_two_prometheus_servers_split_200_caches_over_two_replicas(
         truth = {s.name: float(s.stats(0)["curr_items"]) for s in cache.servers}
         assert items == truth
         assert sum(truth.values()) > 0
+
+    # The HA pair (the first server and its twin) probes replica 0 for the same half at the
+    # same moments: the replica answers both, with about one API call per pair of probes.
+    twin = servers[2]
+    wait_for(
+        "the twin to scrape its half",
+        lambda: set(twin.by_cache("memcachier_probe_success")) == first,
+        60,
+    )
+    before = [probe_counts(replica) for replica in replicas]
+    time.sleep(3 * SCRAPE_INTERVAL)
+    after = [probe_counts(replica) for replica in replicas]
+    (pair_probes, pair_calls), (single_probes, single_calls) = (
+        (a[0] - b[0], a[1] - b[1]) for a, b in zip(after, before, strict=True)
+    )
+    print("replica 0 (HA pair):", pair_probes, "probes,", pair_calls, "API calls;")
+    print("replica 1 (one Prometheus):", single_probes, "probes,", single_calls, "API calls")
+    assert pair_probes >= 2 * 2 * len(first)  # both servers, at least 2 rounds each
+    assert pair_calls <= 0.6 * pair_probes  # ~0.5: one call answers the pair
+    assert pair_calls <= 4 * len(first)  # at most one per cache per interval (3, and an edge)
+    assert single_calls >= 0.9 * single_probes  # alone, a probe is its own call
 
     # Every query of the dashboard parses and runs on the real engine.
     dashboard = json.loads(DASHBOARD.read_text())

@@ -1,7 +1,7 @@
 """The exporter: many caches' metrics for Prometheus, from one process or many replicas.
 
-Two ways to run it, on the same routes (served by :mod:`.httpd` in this
-process' event loop):
+Two ways to run it, on the same routes (an ASGI app served by uvicorn in
+this process' asyncio loop, :mod:`.serving`):
 
 - **Poll mode** (``/metrics``): :meth:`Exporter.run` reads every cache of
   the config (or of this replica's shard, :func:`shard_of`) on a fixed
@@ -24,7 +24,7 @@ import hashlib
 import html
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Literal
 
 import anyio
@@ -36,15 +36,22 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from memcachier_async._client import AsyncAnalytics
 from memcachier_async._poll import PollResult, watch
 from memcachier_async._version import __version__
 from memcachier_async.contrib.prometheus import ClientMetrics
 
-from .httpd import Request, Response, serve_http, text
-from .metrics import METRICS_CONTENT_TYPE, ExporterState, StatsCollector, render
+from .metrics import METRICS_CONTENT_TYPE, ExporterState, FailureLog, StatsCollector, render
 from .probe import SCRAPE_TIMEOUT_HEADER, ProbeBusy, Prober, probe_families, probe_timeout
+from .serving import ServerSettings, serve_asgi
 
 __all__ = ["Exporter", "Mode", "parse_shard", "shard_of"]
 
@@ -82,6 +89,11 @@ class _SelfCollector(Collector):
         for result in ("success", "failure", "busy"):
             answered.add_metric([result], prober.results[result])
         yield answered
+        yield CounterMetricFamily(
+            "memcachier_exporter_probe_api_calls",
+            "Stats calls the probes made: fewer than probes when probes of a cache share one.",
+            value=prober.api_calls,
+        )
 
 
 # --- sharding --------------------------------------------------------------------
@@ -138,7 +150,8 @@ class Exporter:
     interval, at least 10 s), and caps a probe's time. ``shard=(i, n)``
     polls only the caches whose :func:`shard_of` is ``i``; ``/probe`` and
     ``/sd`` serve every cache. ``max_probes`` bounds the probes running at
-    once (see :mod:`.probe`).
+    once, and probes of one cache share a call for ``probe_cache_ttl``
+    seconds (see :mod:`.probe`).
     """
 
     def __init__(
@@ -151,6 +164,7 @@ class Exporter:
         mode: Mode = "poll",
         shard: tuple[int, int] | None = None,
         max_probes: int = 64,
+        probe_cache_ttl: float = 1.0,
     ) -> None:
         if not interval > 0:
             raise ValueError("interval must be positive seconds")
@@ -170,7 +184,14 @@ class Exporter:
         # A short interval must not starve a slow API: at least 10 s per call.
         self.timeout = timeout if timeout is not None else max(interval, 10.0)
         self.concurrency = concurrency
-        self.prober: Prober = Prober(dict(clients), max_concurrent=max_probes)
+        #: Logs when a cache starts failing and when it recovers (polls and probes).
+        self.failures = FailureLog()
+        self.prober: Prober = Prober(
+            dict(clients),
+            max_concurrent=max_probes,
+            cache_ttl=probe_cache_ttl,
+            failures=self.failures,
+        )
         self.state = ExporterState(self._names)
         self.registry = CollectorRegistry(auto_describe=True)
         if mode == "poll":
@@ -182,6 +203,7 @@ class Exporter:
         # counted while it polls or serves.
         self.client_metrics = ClientMetrics(self.registry)
         self.rounds = 0
+        self._app: Starlette | None = None
 
     @property
     def polled(self) -> tuple[str, ...]:
@@ -204,6 +226,11 @@ class Exporter:
             elif result.status == "ok":
                 assert result.stats is not None
                 self.state.record_success(name, result.stats)
+            else:
+                continue
+            sample = self.state.sample(name)
+            assert sample is not None
+            self.failures.record(name, sample)
         self.state.record_round(duration)
         self.rounds += 1
 
@@ -227,30 +254,34 @@ class Exporter:
 
     # --- routes ------------------------------------------------------------------
 
-    async def handle(self, request: Request) -> Response:
-        """The answer to one HTTP request (see :data:`_ROUTES`)."""
-        path = request.path
-        if path == "/metrics":
-            body = await anyio.to_thread.run_sync(lambda: render(self.registry.collect()))
-            return Response(200, body, METRICS_CONTENT_TYPE)
-        if path == "/probe":
-            return await self._probe(request)
-        if path == "/sd":
-            groups = [{"targets": [name], "labels": {"cache": name}} for name in self.caches]
-            return Response(200, json.dumps(groups).encode(), "application/json")
-        if path == "/-/healthy":
-            return text(200, "Healthy.")
-        if path == "/-/ready":
-            if self.ready:
-                return text(200, "Ready.")
-            return text(503, "Not ready: the first poll round is not done.")
-        if path == "/":
-            return Response(200, self._landing().encode(), "text/html; charset=utf-8")
-        routes = ", ".join(route.format(cache="NAME") for route, _ in _ROUTES)
-        return text(404, f"Not found. Routes: /, {routes}.")
+    @property
+    def app(self) -> Starlette:
+        """The routes (see :data:`_ROUTES`) as an ASGI app; built once."""
+        if self._app is None:
+            self._app = _asgi_app(self)
+        return self._app
+
+    async def _metrics(self, request: Request) -> Response:
+        body = await anyio.to_thread.run_sync(lambda: render(self.registry.collect()))
+        return Response(body, media_type=METRICS_CONTENT_TYPE)
+
+    async def _sd(self, request: Request) -> Response:
+        groups = [{"targets": [name], "labels": {"cache": name}} for name in self.caches]
+        return Response(json.dumps(groups).encode(), media_type="application/json")
+
+    async def _healthy(self, request: Request) -> Response:
+        return text(200, "Healthy.")
+
+    async def _ready(self, request: Request) -> Response:
+        if self.ready:
+            return text(200, "Ready.")
+        return text(503, "Not ready: the first poll round is not done.")
+
+    async def _root(self, request: Request) -> Response:
+        return HTMLResponse(self._landing())
 
     async def _probe(self, request: Request) -> Response:
-        names = request.query.get("cache", ())
+        names = request.query_params.getlist("cache")
         if len(names) != 1 or not names[0]:
             return text(400, "Give one cache: /probe?cache=NAME (the names are listed at /sd).")
         cache = names[0]
@@ -264,8 +295,7 @@ class Exporter:
             result = await self.prober.probe(cache, within=timeout)
         except ProbeBusy as busy:
             return text(503, str(busy))
-        body = render(probe_families(result))
-        return Response(200, body, METRICS_CONTENT_TYPE)
+        return Response(render(probe_families(result)), media_type=METRICS_CONTENT_TYPE)
 
     def _landing(self) -> str:
         example = self.caches[0] if self.caches else "NAME"
@@ -293,9 +323,87 @@ class Exporter:
         )
 
     @contextlib.asynccontextmanager
-    async def serve(self, host: str = "127.0.0.1", port: int = 9151) -> AsyncIterator[str]:
-        """Serve the routes over HTTP (in this event loop) while the block runs; yields the root."""
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9151,
+        settings: ServerSettings | None = None,
+    ) -> AsyncIterator[str]:
+        """Serve the routes with uvicorn (in this asyncio loop) during the block; yields the root.
+
+        Leaving the block stops the server gracefully (see :func:`.serving.serve_asgi`).
+        """
         with self.client_metrics:  # probes call the API while serving
-            async with serve_http(self.handle, host, port) as bound:
+            async with serve_asgi(self.app, host, port, settings) as bound:
                 shown = f"[{host}]" if ":" in host else host
-                yield f"http://{shown}:{bound}/"
+                scheme = "https" if settings is not None and settings.tls_certfile else "http"
+                yield f"{scheme}://{shown}:{bound}/"
+
+
+# --- the ASGI app --------------------------------------------------------------------
+
+
+def text(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    """A plain-text response of one line."""
+    return PlainTextResponse(message.rstrip("\n") + "\n", status_code=status, headers=headers)
+
+
+def _not_found(request: Request, exc: Exception) -> Response:
+    routes = ", ".join(route.format(cache="NAME") for route, _ in _ROUTES)
+    return text(404, f"Not found. Routes: /, {routes}.")
+
+
+def _not_allowed(request: Request, exc: Exception) -> Response:
+    allow = exc.headers if isinstance(exc, HTTPException) else None
+    return text(405, f"Method not allowed: {request.method[:20]}. Use GET.", headers=allow)
+
+
+def _internal_error(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises after answering, and uvicorn logs the traceback;
+    # the process and the other connections go on.
+    return text(500, "Internal error; see the exporter's log.")
+
+
+class _NoBodies:
+    """Answers a request that has a body with 413 and closes its connection, unread.
+
+    No route takes a body; uvicorn would otherwise read and drop one for as
+    long as the client sends it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_body(scope["headers"]):
+            refusal = text(413, "Request bodies are not accepted.", {"connection": "close"})
+            await refusal(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+
+def _has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
+def _asgi_app(exporter: Exporter) -> Starlette:
+    get = ["GET"]  # Starlette answers HEAD for every GET route
+    routes = [
+        Route("/", exporter._root, methods=get),
+        Route("/metrics", exporter._metrics, methods=get),
+        Route("/probe", exporter._probe, methods=get),
+        Route("/sd", exporter._sd, methods=get),
+        Route("/-/healthy", exporter._healthy, methods=get),
+        Route("/-/ready", exporter._ready, methods=get),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(_NoBodies)],
+        exception_handlers={404: _not_found, 405: _not_allowed, Exception: _internal_error},
+    )
+    # /metrics/ is not /metrics: a 404, not a redirect.
+    app.router.redirect_slashes = False
+    return app

@@ -20,6 +20,7 @@ Needs the ``prometheus`` extra (prometheus-client).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -43,17 +44,23 @@ from memcachier_async._errors import (
 )
 from memcachier_async._models import ServerStats, Stats
 
+from .common import describe_error
+
 __all__ = [
     "METRICS_CONTENT_TYPE",
     "CacheSample",
     "ExporterState",
+    "FailureLog",
     "Families",
     "StateView",
     "StatsCollector",
+    "describe_failure",
     "error_kind",
     "render",
     "sample_families",
 ]
+
+logger = logging.getLogger("memcachier_async.exporter")
 
 #: The text exposition format prometheus-client's generate_latest writes.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -110,6 +117,20 @@ def error_kind(error: BaseException) -> str:
     return "other"
 
 
+# A label value and a log line, not a report: long enough to say why.
+_MAX_MESSAGE = 200
+
+
+def describe_failure(error: BaseException) -> str:
+    """``Class: one-line message`` of a failed call, at most 200 characters.
+
+    The SDK's errors never carry credentials (tests/test_secrets.py), so the
+    message can be logged and served as is.
+    """
+    text = f"{type(error).__name__}: {describe_error(error)}"
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
 @attrs.frozen
 class CacheSample:
     """A cache after its latest poll: its stats, or what failed.
@@ -117,30 +138,65 @@ class CacheSample:
     ``stats`` is ``None`` when the latest poll failed: the exporter then
     serves ``memcachier_up 0`` and no server metrics for the cache, rather
     than stale values. ``unavailable`` names the servers the API said did
-    not answer (``500 Server error: host:port``).
+    not answer (``500 Server error: host:port``); ``message`` says what
+    failed (:func:`describe_failure`). ``duration`` is how long the stats
+    call took, where it is known (probes).
     """
 
     stats: Stats | None
     finished: float
     error: str | None = None
     unavailable: tuple[str, ...] = ()
+    message: str | None = None
+    duration: float | None = None
 
     @property
     def up(self) -> bool:
         return self.stats is not None
 
     @classmethod
-    def ok(cls, stats: Stats) -> CacheSample:
-        return cls(stats=stats, finished=time.time())
+    def ok(cls, stats: Stats, duration: float | None = None) -> CacheSample:
+        return cls(stats=stats, finished=time.time(), duration=duration)
 
     @classmethod
-    def failed(cls, error: BaseException) -> CacheSample:
+    def failed(cls, error: BaseException, duration: float | None = None) -> CacheSample:
         return cls(
             stats=None,
             finished=time.time(),
             error=error_kind(error),
             unavailable=error.servers if isinstance(error, ServerError) else (),
+            message=describe_failure(error),
+            duration=duration,
         )
+
+
+class FailureLog:
+    """One WARNING when a cache starts failing, one INFO when it recovers, nothing between.
+
+    A fleet's log then says which caches fail and why (the first error's
+    class and message) without a line per scrape; the metrics
+    (``memcachier_last_error_info``) carry the latest error meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._failing: set[str] = set()
+
+    @property
+    def failing(self) -> frozenset[str]:
+        return frozenset(self._failing)
+
+    def record(self, cache: str, sample: CacheSample) -> None:
+        if sample.up:
+            if cache in self._failing:
+                self._failing.discard(cache)
+                logger.info("cache %r recovered: its stats are read again", cache)
+        elif cache not in self._failing:
+            self._failing.add(cache)
+            logger.warning(
+                "cache %r is failing: %s (logged again only once it recovers)",
+                cache,
+                sample.message,
+            )
 
 
 class ExporterState:
@@ -284,11 +340,26 @@ def sample_families(caches: Sequence[str], samples: Mapping[str, CacheSample]) -
         "1 for each server in the cache's latest stats, 0 for each the API named as not answering.",
         labels=list(_SERVER_LABELS),
     )
+    last_error = GaugeMetricFamily(
+        "memcachier_last_error_info",
+        "1 while the cache's latest poll or probe failed; the error's class and one-line "
+        "message in the error label.",
+        labels=["cache", "error"],
+    )
+    duration = GaugeMetricFamily(
+        "memcachier_scrape_duration_seconds",
+        "How long the cache's latest stats call took (probes).",
+        labels=["cache"],
+    )
     for cache in caches:
         sample = samples.get(cache)
         up.add_metric([cache], 1 if sample is not None and sample.up else 0)
         if sample is None:
             continue
+        if sample.message is not None:
+            last_error.add_metric([cache, sample.message], 1)
+        if sample.duration is not None:
+            duration.add_metric([cache], sample.duration)
         if sample.stats is not None:
             servers.add_metric([cache], len(sample.stats))
             for server in sample.stats:
@@ -296,7 +367,7 @@ def sample_families(caches: Sequence[str], samples: Mapping[str, CacheSample]) -
         for server in sample.unavailable:
             unavailable.add_metric([cache, server], 1)
             server_up.add_metric([cache, server], 0)
-    yield from (up, servers, unavailable, server_up)
+    yield from (up, servers, unavailable, server_up, last_error, duration)
     yield from _server_families(samples)
 
 

@@ -8,6 +8,9 @@ any probe and replicas scale out behind one address.
 - A probe's time is Prometheus' ``X-Prometheus-Scrape-Timeout-Seconds``
   less a margin (10 %, at most 0.5 s) so the answer arrives before
   Prometheus gives up; never more than the exporter's ``--timeout``.
+- Probes of one cache share one call: concurrent ones wait for the call in
+  flight, and an answer is reused for ``cache_ttl`` s (``--probe-cache-ttl``,
+  default 1 s), so an HA pair of Prometheus servers costs one call.
 - At most ``max_concurrent`` probes run at once. One more waits for a
   free slot, first come first served, but only within its own time: a
   probe that cannot start before its deadline gets :class:`ProbeBusy`
@@ -35,7 +38,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from memcachier_async._client import AsyncAnalytics
 from memcachier_async._errors import MemcachierError
 
-from .metrics import CacheSample, sample_families
+from .metrics import CacheSample, FailureLog, sample_families
 
 __all__ = [
     "SCRAPE_TIMEOUT_HEADER",
@@ -92,23 +95,50 @@ class ProbeResult:
         return self.sample.up
 
 
+@attrs.define
+class _Call:
+    """One API call that every concurrent probe of its cache waits for."""
+
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    #: The call's outcome; ``None`` if it never ran (no slot) or was cancelled.
+    sample: CacheSample | None = None
+
+
 class Prober:
-    """Reads one cache's stats per call of :meth:`probe`, at most ``max_concurrent`` at once."""
+    """Reads one cache's stats per call of :meth:`probe`, at most ``max_concurrent`` at once.
+
+    Probes of the same cache share: while one calls the API, the others
+    wait for its answer, and an answer is reused for ``cache_ttl`` seconds
+    (0: only concurrent probes share). Two Prometheus servers of an HA pair
+    probing on the same interval so cost one call per cache per interval.
+    """
 
     def __init__(
         self,
         clients: Mapping[str, AsyncAnalytics],
         *,
         max_concurrent: int = 64,
+        cache_ttl: float = 1.0,
+        failures: FailureLog | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
+        if not (math.isfinite(cache_ttl) and cache_ttl >= 0):
+            raise ValueError(f"cache_ttl must be 0 or more seconds, got {cache_ttl!r}")
         self._clients = dict(clients)
         self.max_concurrent = max_concurrent
+        self.cache_ttl = cache_ttl
+        #: Logs when a cache starts failing and when it recovers.
+        self.failures = failures if failures is not None else FailureLog()
         # Created in the event loop, on first use (anyio < 4.5 needs one).
         self._limiter: anyio.CapacityLimiter | None = None
+        self._calls: dict[str, _Call] = {}
+        # cache → (until when it may be reused, on anyio's clock; the sample)
+        self._recent: dict[str, tuple[float, CacheSample]] = {}
         #: Probes answered, by result: success, failure, busy.
         self.results: Counter[str] = Counter()
+        #: Stats calls the probes made (fewer than probes when they share).
+        self.api_calls = 0
 
     def __contains__(self, cache: object) -> bool:
         return cache in self._clients
@@ -128,41 +158,87 @@ class Prober:
     async def probe(self, cache: str, *, within: float) -> ProbeResult:
         """The cache's stats now, within ``within`` seconds (waiting for a slot included).
 
-        Raises :class:`ProbeBusy` when no slot frees in time, and
-        :class:`KeyError` for a cache that is not configured.
+        A call of the same cache in flight is waited for rather than made
+        again; an answer younger than ``cache_ttl`` is reused. Raises
+        :class:`ProbeBusy` when no slot frees in time, and :class:`KeyError`
+        for a cache that is not configured.
         """
         api = self._clients[cache]
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.max_concurrent)
-        limiter = self._limiter
         started = anyio.current_time()
-        acquired = False
-        with anyio.move_on_after(within):
-            await limiter.acquire()
-            acquired = True
-        if not acquired:
-            self.results["busy"] += 1
-            raise ProbeBusy(self.max_concurrent, anyio.current_time() - started)
+        deadline = started + within
         try:
-            sample = await self._read(cache, api, started + within)
-        finally:
-            limiter.release()
+            sample = await self._shared(cache, api, deadline)
+        except ProbeBusy:
+            self.results["busy"] += 1
+            raise
         self.results["success" if sample.up else "failure"] += 1
         return ProbeResult(cache, sample, anyio.current_time() - started)
+
+    async def _shared(self, cache: str, api: AsyncAnalytics, deadline: float) -> CacheSample:
+        while True:
+            recent = self._recent.get(cache)
+            if recent is not None and anyio.current_time() < recent[0]:
+                return recent[1]
+            call = self._calls.get(cache)
+            if call is None:
+                return await self._lead(cache, api, deadline)
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                await call.done.wait()
+            if not call.done.is_set():
+                return CacheSample.failed(
+                    TimeoutError(f"no stats within the probe's time ({cache!r})")
+                )
+            if call.sample is not None:
+                return call.sample
+            # The probe that called got no answer (no slot, or cancelled): call now.
+
+    async def _lead(self, cache: str, api: AsyncAnalytics, deadline: float) -> CacheSample:
+        call = self._calls[cache] = _Call()
+        try:
+            if self._limiter is None:
+                self._limiter = anyio.CapacityLimiter(self.max_concurrent)
+            limiter = self._limiter
+            waited_from = anyio.current_time()
+            acquired = False
+            with anyio.move_on_after(max(0.0, deadline - waited_from)):
+                await limiter.acquire()
+                acquired = True
+            if not acquired:
+                raise ProbeBusy(self.max_concurrent, anyio.current_time() - waited_from)
+            try:
+                self.api_calls += 1
+                sample = await self._read(cache, api, deadline)
+            finally:
+                limiter.release()
+            call.sample = sample
+            self.failures.record(cache, sample)
+            if self.cache_ttl > 0:
+                self._recent[cache] = (anyio.current_time() + self.cache_ttl, sample)
+            return sample
+        finally:
+            del self._calls[cache]
+            call.done.set()
 
     @staticmethod
     async def _read(cache: str, api: AsyncAnalytics, deadline: float) -> CacheSample:
         error: Exception
-        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+        started = anyio.current_time()
+        with anyio.move_on_after(max(0.0, deadline - started)):
             try:
-                return CacheSample.ok(await api.stats())
+                stats = await api.stats()
+                return CacheSample.ok(stats, anyio.current_time() - started)
             except MemcachierError as exc:
                 error = exc
             except Exception as exc:  # a bug here must stay this cache's result
                 logger.warning("probe of %r failed unexpectedly", cache, exc_info=True)
                 error = exc
-            return CacheSample.failed(error)
-        return CacheSample.failed(TimeoutError(f"no stats within the probe's time ({cache!r})"))
+            return CacheSample.failed(error, anyio.current_time() - started)
+        return _too_late(cache, anyio.current_time() - started)
+
+
+def _too_late(cache: str, duration: float | None = None) -> CacheSample:
+    error = TimeoutError(f"no stats within the probe's time ({cache!r})")
+    return CacheSample.failed(error, duration)
 
 
 def probe_families(result: ProbeResult) -> Iterator[Metric]:
