@@ -8,7 +8,6 @@ import json
 import re
 from typing import Any
 
-import httpx
 import pytest
 import respx
 from docs_examples import (
@@ -35,7 +34,9 @@ def source_of_tests() -> str:
 
 def pages_run_by_tests() -> set[str]:
     """Pages some test executes with ``page_code("page")``."""
-    return set(re.findall(r"page_code\(\s*\"([\w/.-]+\.md)\"", source_of_tests()))
+    return set(
+        re.findall(r"(?:page_code\(|run_page\(\s*served,)\s*\"([\w/.-]+\.md)\"", source_of_tests())
+    )
 
 
 def names_read_by_tests() -> set[tuple[str, str]]:
@@ -150,31 +151,6 @@ def test_readme_has_a_limits_and_safety_section() -> None:
 
 def sample(name: str) -> object:
     return json.loads((SAMPLES / name).read_text())
-
-
-@pytest.mark.anyio
-async def test_readme_example_prints_stats_memory_and_rates(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The README's example logs in from the environment, prints each server, the memory and a rate."""
-    monkeypatch.setenv("MEMCACHIER_USERNAME", "user")
-    monkeypatch.setenv("MEMCACHIER_PASSWORD", "pw")
-    main = page_code("README.md")["main"]
-    with respx.mock(base_url=BASE) as router:
-        router.get("/login").respond(json=sample("login.json"))
-        router.get("/1561/stats").mock(
-            side_effect=[
-                httpx.Response(200, json=sample("insight_before.json")),
-                httpx.Response(200, json=sample("insight_after.json")),
-            ]
-        )
-        await main()
-    lines = capsys.readouterr().out.splitlines()
-    servers = sample("insight_before.json")
-    assert [line.split(" ", 1)[0] for line in lines[:-2]] == list(servers)
-    assert lines[-2].startswith("memory: ")
-    assert lines[-1].startswith("requests/s: ")
-    assert float(lines[-1].removeprefix("requests/s: ")) > 0
 
 
 @pytest.mark.anyio
