@@ -101,3 +101,66 @@ async def test_readme_example_runs_twice_in_a_row(served: Served) -> None:
         assert "n/a requests/s" not in lines[4]
         rate = lines[5].removeprefix("requests/s: ")
         assert float(rate) > 0, lines
+
+
+async def test_getting_started_page(served: Served) -> None:
+    """The first call prints each server; the tour, run twice, leaves the credential in use
+    primary and working; rotate() then hands the primary role to a new credential."""
+    original = served.credential.sasl_username
+    driver = """
+import asyncio
+
+asyncio.run(main())
+
+
+async def reader():
+    async with AsyncAnalytics.from_env() as api:
+        await tour(api)
+        await tour(api)
+        print("primary:", *[c.sasl_username for c in await api.list_credentials() if c.primary])
+        new = await rotate(api)
+        await api.stats()
+        print("rotated to", new.sasl_username)
+
+asyncio.run(reader())
+"""
+    lines = await run_page(served, "index.md", driver)
+    servers = [s.name for s in served.emulator.cache.servers]
+    assert sorted(line.split(" ", 1)[0] for line in lines[:3]) == sorted(servers)
+    assert lines[3].startswith("cache 1561: servers 3, history records ")
+    assert lines[4].startswith("credentials 1; ")
+    assert lines[4].endswith(" made (write: False), deleted")
+    assert lines[5] == lines[3]  # the second tour, still logged in
+    assert lines[6].startswith("credentials 1; ")
+    assert lines[7] == f"primary: {original}"
+    rotated = lines[8].removeprefix("rotated to ")
+    credentials = {c.sasl_username: c for c in served.emulator.cache.credentials}
+    assert set(credentials) == {original, rotated}
+    assert credentials[rotated].primary
+    assert not credentials[original].primary
+
+
+async def test_errors_page(served: Served) -> None:
+    """flush_carefully names the server of a partial flush, reports a refusal, and a success."""
+    from memcachier_async.testing import FaultPlan
+
+    no_flush = served.emulator.cache.add_credential(flush=False)
+    served.emulator.faults = plan = FaultPlan()
+    plan.script("flush", "partial")
+    driver = f"""
+import asyncio
+
+async def reader():
+    async with AsyncAnalytics.from_env() as api:
+        await flush_carefully(api)
+        await flush_carefully(api)
+    async with AsyncAnalytics.from_env(username={no_flush.sasl_username!r},
+                                       password={no_flush.sasl_password!r}) as api:
+        await flush_carefully(api)
+
+asyncio.run(reader())
+"""
+    lines = await run_page(served, "errors.md", driver)
+    servers = [s.name for s in served.emulator.cache.servers]
+    assert lines[0].removeprefix("not flushed on: ") in servers, lines
+    assert lines[1:] == ["flushed", "this credential may not flush"]
