@@ -164,3 +164,178 @@ asyncio.run(reader())
     servers = [s.name for s in served.emulator.cache.servers]
     assert lines[0].removeprefix("not flushed on: ") in servers, lines
     assert lines[1:] == ["flushed", "this credential may not flush"]
+
+
+async def test_client_page(served: Served) -> None:
+    """The constructor, with_options views, request() and to_json, over TCP."""
+    driver = """
+import asyncio
+import json
+
+
+async def reader():
+    await show_cache_id(username, password, base_url)
+    async with AsyncAnalytics.from_env() as api:
+        print("quick", await quick_stats(api))
+        await one_try(api)
+        print("raw", *sorted(await raw_stats(api)))
+        print("document", json.loads(stats_document(await api.stats()))["servers"])
+
+asyncio.run(reader())
+"""
+    lines = await run_page(served, "client.md", driver)
+    servers = sorted(s.name for s in served.emulator.cache.servers)
+    assert lines == ["cache 1561", "quick 3", "raw " + " ".join(servers), "document 3"]
+    assert served.emulator.calls["flush"] == 1
+
+
+def fleet_targets(served: Served) -> str:
+    """Python for the fleet's credential sets, one per cache (as a reader would list them)."""
+    entries = [
+        f"CacheCredentials({c.primary.sasl_username!r}, {c.primary.sasl_password!r})"
+        for c in served.emulator.caches
+        if c.primary is not None
+    ]
+    return "FLEET = [" + ", ".join(entries) + "]"
+
+
+async def test_insight_page(served: Served) -> None:
+    """Totals, a measured hit rate, the history chart, fan_out and watch over the fleet."""
+    driver = f"""
+import asyncio
+
+from memcachier_async import CacheCredentials
+
+{fleet_targets(served)}
+
+
+async def reader():
+    async with AsyncAnalytics.from_env() as api:
+        await show_totals(api)
+        await show_hit_rate(api, seconds=2)
+        print("points", len(await hit_rate_chart(api)))
+    await check_all(FLEET, base_url=base_url)
+    print("answered", *await tagged_check(FLEET, base_url=base_url))
+    await poll(FLEET, interval=1.5, rounds=3, base_url=base_url)
+
+asyncio.run(reader())
+"""
+    lines = await run_page(served, "insight.md", driver)
+    names = sorted(c.primary.sasl_username for c in served.emulator.caches if c.primary)
+    assert lines[0].startswith("3 servers: ")
+    assert lines[1].startswith("memory: ")
+    assert lines[2].startswith("fullest: mc")
+    assert lines[3].startswith("hit rate over 2 s: ") or lines[3].startswith("hit rate over 3 s: ")
+    assert lines[4].startswith("gets/s: ")
+    points = lines.index("points 59")
+    fanned = lines[points + 1 : points + 4]
+    assert sorted(line.split(":", 1)[0] for line in fanned) == names
+    assert all(" servers, " in line for line in fanned), fanned
+    assert lines[points + 4] == "answered " + " ".join(names)
+    polled = lines[points + 5 :]
+    assert {line.split(" ", 2)[2].split(":")[0] for line in polled} == set(names)
+    assert all(line.split(":")[1].startswith(" hit rate 0.") for line in polled), polled
+
+
+async def test_retries_page(served: Served) -> None:
+    """The three policies, the hooks and the own-http_client example, against the emulator."""
+    driver = """
+import asyncio
+
+from prometheus_client import CollectorRegistry
+
+
+async def reader():
+    async with default, tuned, single:
+        for client in (default, tuned, single):
+            print("servers", len(await client.stats()))
+    async with make_client() as client:
+        await client.stats()
+    registry = CollectorRegistry()
+    metrics = instrument(registry)
+    async with http, api:
+        await api.stats()
+    metrics.uninstall()
+    labels = {"endpoint": "stats", "outcome": "ok"}
+    print("measured", registry.get_sample_value(
+        "memcachier_client_call_duration_seconds_count", labels))
+
+asyncio.run(reader())
+"""
+    lines = await run_page(served, "retries.md", driver)
+    assert lines == [
+        "servers 3",
+        "servers 3",
+        "servers 3",
+        "login: 200 after 0 retries",
+        "stats: 200 after 0 retries",
+        "measured 1.0",
+    ]
+
+
+async def test_limits_page(served: Served) -> None:
+    """A bound the answer fits in, one it does not, and the corporate client on loopback
+    (reached directly: the proxy is for https:// beyond loopback)."""
+    driver = """
+import asyncio
+
+
+async def reader():
+    async with api, corporate:
+        print("stats", len(await stats_or_none(api)))
+        print("corporate", len(await corporate.stats()))
+    async with AsyncAnalytics.from_env(max_response_size=100) as small:
+        print("small", await stats_or_none(small))
+
+asyncio.run(reader())
+"""
+    lines = await run_page(served, "limits.md", driver)
+    assert lines == [
+        "stats 3",
+        "corporate 3",
+        "the answer was larger than 100 bytes",
+        "small None",
+    ]
+
+
+async def test_performance_page(served: Served) -> None:
+    """The aiohttp-backed client reads the emulator's stats under asyncio."""
+    driver = """
+import asyncio
+
+
+async def reader():
+    async with api:
+        print("stats", len(await api.stats()))
+
+asyncio.run(reader())
+"""
+    assert await run_page(served, "performance.md", driver) == ["stats 3"]
+
+
+async def test_testing_page(served: Served) -> None:
+    """The testing page's tests, called as plain coroutines in a fresh process (pytest runs
+    them too: tests/test_emulator_readme.py)."""
+    driver = """
+import asyncio
+
+from memcachier_async.testing import Emulator
+
+
+async def reader():
+    await test_dashboard_reads_stats()
+    await test_over_tcp()
+    emulator = Emulator()
+    emulator.drive_traffic(100)
+    emulator.sample()
+    await test_history_is_served(emulator)
+    await test_app_reads_the_cache()
+    await test_an_outage_is_reported_without_waiting()
+    await test_flaky_service()
+    print("done")
+
+asyncio.run(reader())
+"""
+    lines = await run_page(served, "testing.md", driver)
+    assert lines[-1] == "done"
+    assert any(line.startswith("not flushed on ('mc") for line in lines), lines
