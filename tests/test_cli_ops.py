@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -303,6 +304,9 @@ def test_watch_json_rounds_over_both_emulated_caches() -> None:
     assert result.exit_code == 0, result.output
     rounds = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["round"] for r in rounds] == [1, 2]
+    times = [datetime.fromisoformat(r["time"]) for r in rounds]
+    assert all(t.utcoffset() == timedelta(0) for t in times)
+    assert 0.5 < (times[1] - times[0]).total_seconds() < 30  # the 1 s cadence, in UTC
     first, second = rounds
     assert [c["cache"] for c in second["caches"]] == ["web", "sessions"]
     assert all(c["request_rate"] is None for c in first["caches"])  # a baseline only

@@ -26,7 +26,7 @@ COMMANDS = {
         ["export", "--emulator", "--listen", "127.0.0.1:0", "--interval", "0.05"],
         r"Serving metrics of 2 cache\(s\) on http://127\.0\.0\.1:\d+/metrics",
     ),
-    "watch": (["watch", "--emulator", "--json", "--interval", "0.05"], r'^\{"round":2,'),
+    "watch": (["watch", "--emulator", "--json", "--interval", "0.05"], r'^\{"round":2,"time":'),
     "emulator": (["emulator", "--port", "0"], r"Ctrl-C stops it"),
 }
 SIGNALS = [signal.SIGINT, signal.SIGTERM]

@@ -192,7 +192,8 @@ asyncio.run(reader())
 def fleet_targets(served: Served) -> str:
     """Python for the fleet's credential sets, one per cache (as a reader would list them)."""
     entries = [
-        f"CacheCredentials({c.primary.sasl_username!r}, {c.primary.sasl_password!r})"
+        f"CacheCredentials({c.primary.sasl_username!r}, {c.primary.sasl_password!r}, "
+        f"name='cache-{c.cache_id}')"
         for c in served.emulator.caches
         if c.primary is not None
     ]
@@ -221,7 +222,7 @@ async def reader():
 asyncio.run(reader())
 """
     lines = await run_page(served, "insight.md", driver)
-    names = sorted(c.primary.sasl_username for c in served.emulator.caches if c.primary)
+    names = sorted(f"cache-{c.cache_id}" for c in served.emulator.caches)
     assert lines[0].startswith("3 servers: ")
     assert lines[1].startswith("memory: ")
     assert lines[2].startswith("fullest: mc")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import anyio
@@ -184,6 +185,8 @@ async def _watch(
         while rounds == 0 or number < rounds:
             number += 1
             progress.reset(task, total=len(clients))
+            # Wall-clock time of the round, for the JSON lines (logs, charts).
+            taken_at = datetime.now(timezone.utc)
             if interactive:
                 live.update(Group(_watch_table(views, number - 1, interval), progress))
             # Results arrive as each cache answers: the bar moves, and a
@@ -193,7 +196,10 @@ async def _watch(
                     views[result.index].update(result)
                     progress.advance(task)
             if as_json:
-                click.echo(_json_line({"round": number, "caches": [v.json() for v in views]}))
+                caches = [v.json() for v in views]
+                click.echo(
+                    _json_line({"round": number, "time": taken_at.isoformat(), "caches": caches})
+                )
             elif interactive:
                 live.update(_watch_table(views, number, interval))
             else:
