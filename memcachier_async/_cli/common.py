@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar, cast
 
 import anyio
 import anyio.abc
@@ -503,10 +504,52 @@ def json_option(function: F) -> F:
 _PIPE_WIDTH = 160
 
 
+class _NoTrailingSpaces(io.TextIOBase):
+    """A text stream that drops the spaces rich pads each line with to the table's width.
+
+    For pipes and files: ``grep``, ``diff`` and a reviewer's editor see only
+    what is written. A line rich has not finished is passed on unchanged when
+    it flushes.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self._partial = ""
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        # rich picks box characters by the encoding: keep the real stream's.
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        if lines:
+            self._stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial:
+            self._stream.write(self._partial)
+            self._partial = ""
+        self._stream.flush()
+
+
 def make_console() -> Console:
     # Created per command, so output goes to the stdout of the moment (CliRunner's).
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    # Not a terminal: no colour (rich's own choice for a pipe), no padding.
+    # A TextIOBase is a text stream; typeshed only lacks its IO[str] declaration.
+    stream = cast(TextIO, _NoTrailingSpaces(sys.stdout))
+    console = Console(highlight=False, file=stream)
+    if "COLUMNS" not in os.environ:
         console.width = _PIPE_WIDTH
     return console
 
