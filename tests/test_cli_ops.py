@@ -161,11 +161,14 @@ def flushes(emulator: Emulator) -> list[int]:
 
 
 def test_flush_asks_first_and_stops_on_no(built: list[Emulator]) -> None:
-    """Without --yes, flush asks; answering no flushes nothing and exits 1."""
+    """Without --yes, flush asks before it connects; answering no exits 1 having opened and
+    flushed nothing."""
     result = run("flush", "--emulator", input="n\n")
     assert result.exit_code == 1
-    assert "Flush every item of cache web?" in result.stderr
-    assert flushes(built[0]) == [0, 0, 0]
+    assert "Flush every item of cache web? [y/N]: " in result.stderr
+    assert result.stderr.endswith("Nothing done.\n")
+    assert "Aborted" not in result.output
+    assert built == []  # no emulator (no client) was even made
 
 
 def test_flush_after_confirmation(built: list[Emulator]) -> None:
@@ -282,10 +285,12 @@ def test_update_keeps_the_capabilities_not_given(built: list[Emulator]) -> None:
 
 
 def test_delete_asks_first(built: list[Emulator]) -> None:
-    """delete without --yes asks; no keeps the credential."""
-    result = run("credentials", "delete", "5D6E7F", "--emulator", input="n\n")
-    assert result.exit_code == 1
-    assert len(built[0].caches[0].credentials) == 2
+    """delete without --yes asks first; no (or the end of input) deletes nothing and exits 1."""
+    for answer in ("n\n", ""):
+        result = run("credentials", "delete", "5D6E7F", "--emulator", input=answer)
+        assert result.exit_code == 1
+        assert "Nothing done." in result.stderr
+    assert built == []
 
 
 def test_unknown_credential_is_an_api_error() -> None:

@@ -19,6 +19,7 @@ from memcachier_async import (
 from memcachier_async.testing import Emulator, SimulatedServer
 
 from . import render as r
+from .common import interrupted
 
 # --- emulator -------------------------------------------------------------
 
@@ -90,21 +91,26 @@ def emulator(
         raise click.BadParameter(str(exc)) from exc
     console = Console(highlight=False)
     try:
-        anyio.run(_serve_forever, emu, host, port, console)
-    except KeyboardInterrupt:
+        stopped_by = anyio.run(_serve_forever, emu, host, port, console)
+    except KeyboardInterrupt:  # before the loop listened for it
         console.print("stopped")
+        stopped_by = signal.SIGINT
     finally:
         emu.close()
+    if stopped_by == signal.SIGINT:
+        raise interrupted()
 
 
-async def _serve_forever(emu: Emulator, host: str, port: int, console: Console) -> None:
-    # SIGTERM (a service manager, `kill`) stops it as cleanly as Ctrl-C.
+async def _serve_forever(emu: Emulator, host: str, port: int, console: Console) -> int:
+    """Serve until SIGINT or SIGTERM; which one came. SIGTERM (a service manager,
+    `kill`) stops it as cleanly as Ctrl-C, and the command then exits 0, not 130."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with emu.serve(host, port) as base_url:
             _print_emulator(console, emu, base_url)
             async for signum in signals:
                 console.print(f"{signal.Signals(signum).name}: stopping")
-                break
+                return signum
+    raise AssertionError("unreachable")  # pragma: no cover - the receiver never ends
 
 
 def _print_emulator(console: Console, emu: Emulator, base_url: str) -> None:
