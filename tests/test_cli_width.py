@@ -111,3 +111,18 @@ def test_credentials_title_counts_in_the_singular_and_plural() -> None:
     )
     assert r.credentials_table([one]).title == "1 credential"
     assert r.credentials_table([one, one]).title == "2 credentials"
+    assert r.credentials_table([]).title == "0 credentials"
+    assert [r.plural(n, "interval") for n in (1, 2, 1000)] == [
+        "1 interval",
+        "2 intervals",
+        "1,000 intervals",
+    ]
+
+
+def test_history_title_counts_one_interval_in_the_singular() -> None:
+    """A history of two samples is "1 interval"."""
+    from memcachier_async import Insight, ProcessedStats
+
+    point = Insight(total=ProcessedStats(), servers={}, start=None, end=None)
+    assert r.history_table("web", [point]).title == "Cache web: 1 interval"
+    assert r.history_table("web", [point, point]).title == "Cache web: 2 intervals"

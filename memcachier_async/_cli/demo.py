@@ -169,7 +169,8 @@ def _print_emulator(
                 soft_wrap=True,
             )
     if len(emu.caches) > len(listed):
-        console.print(f"... and {len(emu.caches) - len(listed)} more caches", soft_wrap=True)
+        more = r.plural(len(emu.caches) - len(listed), "more cache")
+        console.print(f"... and {more}", soft_wrap=True)
     primary = emu.credential
     console.print(
         f"try: curl -u {primary.sasl_username}:{primary.sasl_password} {base_url}/login",
@@ -181,7 +182,7 @@ def _print_emulator(
         console.out(config, end="", highlight=False)
     else:
         _write_private(write_config, config)
-        console.print(f"config of {len(emu.caches)} caches written to {write_config}")
+        console.print(f"config of {r.plural(len(emu.caches), 'cache')} written to {write_config}")
     console.print("\n# The first cache, for the SDK (from_env) and the commands:", style="dim")
     console.out(export_lines(primary, base_url), end="", highlight=False)
     console.print("Ctrl-C stops it.", style="dim")

@@ -44,6 +44,7 @@ __all__ = [
     "insight_json",
     "mapping_rows",
     "plain",
+    "plural",
     "rates_table",
     "safe",
     "server_stats_json",
@@ -91,6 +92,11 @@ def plain(text: object, style: str = "") -> Text:
 
 
 # --- numbers -------------------------------------------------------------------
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 credential``, ``2 credentials``, ``0 caches``: English nouns with a plain -s."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def fmt_bytes(value: float | None) -> str:
@@ -290,7 +296,7 @@ _STATS_DROPPED = ("Conns", "Sets", "Get misses", "Memory")
 
 def _title(cache: str, cache_id: int | None, count: int) -> str:
     ident = f" (id {cache_id})" if cache_id is not None else ""
-    return f"Cache {safe(cache)}{ident}: {count} server{'s' if count != 1 else ''}"
+    return f"Cache {safe(cache)}{ident}: {plural(count, 'server')}"
 
 
 def _name_steps(names: Sequence[str]) -> list[tuple[dict[str, str], str]]:
@@ -480,7 +486,8 @@ def _history_table(cache: str, series: Sequence[Insight], width: int) -> Table:
     span = ""
     if start is not None and end is not None:
         span = f" from {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC"
-    table = Table(title=f"Cache {safe(cache)}: {len(series)} intervals{span}", title_justify="left")
+    title = f"Cache {safe(cache)}: {plural(len(series), 'interval')}{span}"
+    table = Table(title=title, title_justify="left")
     table.add_column("Metric", no_wrap=True)
     table.add_column("History", no_wrap=True, style="cyan")
     for header in ("Min", "Max", "Latest"):
@@ -523,9 +530,7 @@ def yes_no(value: bool) -> Text:
 
 
 def credentials_table(credentials: Sequence[Credential]) -> Table:
-    count = len(credentials)
-    title = f"{count} credential{'' if count == 1 else 's'}"
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plural(len(credentials), "credential"), title_justify="left")
     for header in ("Username", "Id", "Primary", "Write", "Flush", "API"):
         table.add_column(header)
     for c in credentials:
