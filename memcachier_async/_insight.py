@@ -1,6 +1,6 @@
 """Totals, memory and derived metrics ("processed stats") from raw v1 stats.
 
-Pure functions, no I/O. The rules (``NOTES.md``, "Stats semantics"):
+Pure functions, no I/O. The rules (the v1 API's stats semantics):
 
 - ``bytes``, ``curr_items``, ``curr_connections`` and ``limit_maxbytes`` are
   gauges: current values, summed across servers. ``time`` is each server's

@@ -211,3 +211,22 @@ def test_docstring_literal_blocks_become_fences() -> None:
     assert roles.literal_blocks(text) == (
         "Use it:\n\n```python\napi = make()\n\nawait api.stats()\n```\n\nThen:\n\n```python\ndone()\n```\n"
     )
+
+
+def test_docs_cite_nothing_that_does_not_ship() -> None:
+    """The README, the docs and the package never send a reader to the API reading notes
+    (shared/api/NOTES.md), which live beside the project, not in it."""
+    texts = {
+        path: path.read_text()
+        for path in [
+            ROOT / "README.md",
+            *DOCS.rglob("*.md"),
+            *(ROOT / "memcachier_async").rglob("*.py"),
+        ]
+    }
+    citing = sorted(
+        str(path.relative_to(ROOT))
+        for path, text in texts.items()
+        if "NOTES.md" in text or "shared/api" in text
+    )
+    assert citing == []
