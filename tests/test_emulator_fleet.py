@@ -262,3 +262,94 @@ def test_readme_example_against_the_emulator_command(
     )
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.splitlines()[-1].removeprefix("requests/s: ")) > 0
+
+
+# --- in process: what the command prints and writes ------------------------------------
+
+
+def test_the_command_in_process_writes_its_config_and_stops_on_sigterm(
+    tmp_path: Path, clean_cli_environment: None
+) -> None:
+    """The emulator command run by CliRunner: --caches 2 --write-config, then SIGTERM (sent
+    once the file exists, so the command is listening for it) ends it with exit code 0."""
+    import threading
+
+    config = tmp_path / "fleet.toml"
+
+    def stop_when_written() -> None:
+        deadline = time.monotonic() + 30
+        while not config.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if config.exists():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_when_written)
+    stopper.start()
+    try:
+        result = CliRunner().invoke(
+            main,
+            ["emulator", "--port", "0", "--caches", "2", "--write-config", str(config)],
+        )
+    finally:
+        stopper.join()
+    assert result.exit_code == 0, result.output
+    assert "config of 2 caches written to" in result.stdout
+    assert "SIGTERM: stopping" in result.stdout
+    assert [t.name for t in load_config(config)] == ["cache-1561", "cache-1562"]
+
+
+def test_printed_output_of_a_large_fleet_lists_five_and_configures_all() -> None:
+    """Seven caches: five listed with their credentials, "... and 2 more caches", and a
+    config of all seven."""
+    import io
+
+    from rich.console import Console
+
+    from memcachier_async._cli import demo
+    from memcachier_async.testing import Emulator
+
+    emulator = Emulator(servers=1)
+    for _ in range(6):
+        emulator.add_cache(1).add_credential(primary=True)
+    out = io.StringIO()
+    demo._print_emulator(Console(file=out, width=200), emulator, "http://127.0.0.1:1/api/v1", None)
+    text = out.getvalue()
+    assert "... and 2 more caches" in text
+    assert text.count("primary: username") == 5
+    config = tomllib.loads(
+        text.split("# The caches, for --config (watch, export, ...):\n")[1].split("\n# ")[0]
+    )
+    assert [c["name"] for c in config["cache"]] == [f"cache-{1561 + n}" for n in range(7)]
+
+
+def test_a_config_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    """--write-config into a missing directory: click's one-line file error, no traceback."""
+    import click
+
+    from memcachier_async._cli import demo
+
+    target = tmp_path / "nope" / "caches.toml"
+    with pytest.raises(click.FileError) as refused:
+        demo._write_private(target, "x = 1\n")
+    assert refused.value.format_message() == (
+        f"Could not open file {str(target)!r}: No such file or directory"
+    )
+
+
+def test_asking_first_names_the_one_cache_or_refuses_many(tmp_path: Path) -> None:
+    """flush and delete ask about the cache before connecting: its name, or (with a config of
+    several and no --cache) the usage error of exit code 2."""
+    from memcachier_async._cli.clients import one_cache_name
+    from memcachier_async._cli.common import CliError, Selection
+
+    assert one_cache_name(Selection(emulator=True)) == "web"
+    assert one_cache_name(Selection(emulator=True, caches=("sessions",))) == "sessions"
+    config = tmp_path / "two.toml"
+    config.write_text(
+        '[[cache]]\nname = "a"\nusername = "u1"\npassword = "p"\n'
+        '[[cache]]\nname = "b"\nusername = "u2"\npassword = "p"\n'
+    )
+    assert one_cache_name(Selection(config=config, caches=("b",))) == "b"
+    with pytest.raises(CliError, match="works on one cache") as refused:
+        one_cache_name(Selection(config=config))
+    assert refused.value.exit_code == 2
