@@ -86,7 +86,28 @@ def _httpx(raise_limits: bool) -> Maker:
     return make
 
 
-def _sdk(backend: str | None) -> Maker:
+async def _httpx_on_aiohttp(
+    base: str, endpoint: str, pool: int | None, concurrency: int
+) -> tuple[Call, Callable[[], Awaitable[None]]]:
+    """A hand-rolled httpx.AsyncClient over the SDK's aiohttp transport (the
+    aiohttp engine): get, raise_for_status, json()."""
+    import httpx
+
+    from memcachier_async._transports.aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(max_connections=pool or 100)
+    client = httpx.AsyncClient(transport=AiohttpTransport(limits=limits))
+    url = f"{base}/{CACHE_ID}/{endpoint}"
+
+    async def call() -> Any:
+        response = await client.get(url, auth=(USER, PASSWORD))
+        response.raise_for_status()
+        return response.json()
+
+    return call, client.aclose
+
+
+def _sdk(backend: str | None, one_pool: bool = False) -> Maker:
     async def make(
         base: str, endpoint: str, pool: int | None, concurrency: int
     ) -> tuple[Call, Callable[[], Awaitable[None]]]:
@@ -97,6 +118,11 @@ def _sdk(backend: str | None) -> Maker:
         extra: dict[str, Any] = {} if backend is None else {"http_backend": backend}
         if pool:
             extra["limits"] = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+        if one_pool:
+            # httpx's own transport as the whole engine: one httpcore pool.
+            extra["transport"] = httpx.AsyncHTTPTransport(
+                limits=extra.pop("limits", httpx.Limits(max_connections=100))
+            )
         api = AsyncAnalytics(USER, PASSWORD, cache_id=CACHE_ID, base_url=base, **extra)
         call = {
             "stats": api.stats,
@@ -110,11 +136,18 @@ def _sdk(backend: str | None) -> Maker:
 
 COLUMNS: dict[str, Maker] = {
     "floor": _floor,
+    "httpx-aiohttp": _httpx_on_aiohttp,
     "httpx": _httpx(raise_limits=False),
     "httpx-limits": _httpx(raise_limits=True),
     "sdk": _sdk(None),
+    "sdk-one-pool": _sdk(None, one_pool=True),
     "sdk-aiohttp": _sdk("aiohttp"),
+    # Under httpx2.alias_httpx(), made before anything imports httpx (see main).
+    "httpx2": _httpx(raise_limits=False),
+    "sdk-httpx2": _sdk(None),
+    "sdk-httpx2-one-pool": _sdk(None, one_pool=True),
 }
+ALIASED = {"httpx2", "sdk-httpx2", "sdk-httpx2-one-pool"}
 
 
 async def measure(
@@ -203,6 +236,10 @@ def main() -> None:
     parser.add_argument("--profile", default=None, help="write cProfile stats of the window here")
     parser.add_argument("--pool", type=int, default=None, help="connections (default: each's own)")
     args = parser.parse_args()
+    if args.column in ALIASED:
+        import httpx2
+
+        httpx2.alias_httpx()
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     result = asyncio.run(

@@ -104,7 +104,17 @@ def machine() -> dict[str, str]:
         pass
     versions = ", ".join(
         f"{name} {_version(name)}"
-        for name in ("httpx", "httpcore", "aiohttp", "orjson", "msgspec", "pydantic", "uvloop")
+        for name in (
+            "httpx",
+            "httpcore",
+            "httpx2",
+            "httpcore2",
+            "aiohttp",
+            "orjson",
+            "msgspec",
+            "pydantic",
+            "uvloop",
+        )
     )
     return {
         "system": f"{platform.system()} {platform.release()} {platform.machine()}",

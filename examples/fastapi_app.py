@@ -4,6 +4,11 @@ Run it (``pip install "memcachier-async" fastapi uvicorn``)::
 
     MEMCACHIER_USERNAME=... MEMCACHIER_PASSWORD=... uvicorn examples.fastapi_app:app
 
+``DASHBOARD_POLL_INTERVAL`` sets the seconds between polls (default 5; a
+dashboard of a real cache is fine with 30 or 60). Until the first interval
+is measured, the insight endpoints answer 503 "warming up" with a
+``Retry-After`` saying when to ask again.
+
 The pattern:
 
 - one ``AsyncAnalytics`` per process, created in the lifespan and closed
@@ -23,7 +28,9 @@ The pattern:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import math
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -44,6 +51,24 @@ from memcachier_async import (
 
 #: The deadline of an API call made while serving a request.
 REQUEST_DEADLINE = 2.0
+#: The environment variable of the seconds between polls, and its default: short,
+#: so that the first interval (and the first rates) come soon after startup.
+INTERVAL_VARIABLE = "DASHBOARD_POLL_INTERVAL"
+DEFAULT_INTERVAL = 5.0
+
+
+def interval_from(environ: Mapping[str, str]) -> float:
+    """The poll interval the environment asks for; a bad value is refused, naming it."""
+    text = environ.get(INTERVAL_VARIABLE)
+    if text is None:
+        return DEFAULT_INTERVAL
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{INTERVAL_VARIABLE} must be a positive number of seconds, not {text!r}")
+    return seconds
 
 
 class CacheMonitor:
@@ -56,8 +81,23 @@ class CacheMonitor:
         self.insight: Insight | None = None
         self.error: str | None = None
         self.updated: datetime | None = None
+        # When the first snapshot arrived (anyio's clock): the first interval ends
+        # one interval later.
+        self.first_snapshot: float | None = None
         self.rounds = 0
         self.running = False
+
+    def warming_up(self) -> HTTPException:
+        """503 until the first interval is measured, with when to ask again."""
+        if self.error is not None:
+            return HTTPException(503, detail=self.error)
+        waited = 0.0 if self.first_snapshot is None else anyio.current_time() - self.first_snapshot
+        left = max(1, math.ceil(self.interval - waited))
+        return HTTPException(
+            503,
+            detail=f"warming up: the first interval of {self.interval:g} s is not over yet",
+            headers={"Retry-After": str(left)},
+        )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Poll until cancelled; report started once the first answer (or error) is in."""
@@ -84,6 +124,8 @@ class CacheMonitor:
             self.error = None
             self.stats = result.stats
             self.updated = datetime.now(timezone.utc)
+            if self.first_snapshot is None:
+                self.first_snapshot = anyio.current_time()
             if result.insight is not None:
                 self.insight = result.insight
 
@@ -91,9 +133,12 @@ class CacheMonitor:
 def create_app(
     make_client: Callable[[], AsyncAnalytics] = AsyncAnalytics.from_env,
     *,
-    interval: float = 30.0,
+    interval: float | None = None,
 ) -> FastAPI:
-    """The app; ``make_client`` builds the process's one client (default: from the environment)."""
+    """The app; ``make_client`` builds the process's one client (default: from the
+    environment), polled every ``interval`` seconds (default: ``DASHBOARD_POLL_INTERVAL``)."""
+    if interval is None:
+        interval = interval_from(os.environ)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -150,7 +195,7 @@ def create_app(
         """Every derived metric of the latest interval, per server and in total."""
         monitor = monitor_of(request)
         if monitor.insight is None:
-            raise HTTPException(503, detail=monitor.error or "no interval measured yet")
+            raise monitor.warming_up()
         return monitor.insight
 
     @app.get("/cache/live")
@@ -175,7 +220,7 @@ def create_app(
     async def cache_insight(request: Request) -> dict[str, Any]:
         monitor = monitor_of(request)
         if monitor.insight is None:
-            raise HTTPException(503, detail=monitor.error or "no interval measured yet")
+            raise monitor.warming_up()
         total = monitor.insight.total
         return {
             "seconds": monitor.insight.seconds,

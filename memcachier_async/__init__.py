@@ -98,4 +98,14 @@ __all__ = [
     "watch",
 ]
 
+# Tracebacks name an exception by its public path (memcachier_async.AuthenticationError),
+# the one users import and catch, not the private module it lives in. Only exceptions:
+# typing.get_type_hints() resolves a class's annotations in the module __module__ names,
+# so the models (and pydantic reading them) need their own.
+for _name in __all__:
+    _public = globals()[_name]
+    if isinstance(_public, type) and issubclass(_public, BaseException):
+        _public.__module__ = __name__
+del _name, _public
+
 _setup_logging_from_env()

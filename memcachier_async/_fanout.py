@@ -52,17 +52,36 @@ T = TypeVar("T")
 _Self = TypeVar("_Self", bound="_Session")
 
 
+def _check_name(instance: CacheCredentials, attribute: attrs.Attribute[str], value: object) -> None:
+    # An empty name is only the default of an empty username, which is refused
+    # when the cache's client is made: that cache's result, not the fan-out's.
+    if not isinstance(value, str) or not (value or not instance.username):
+        raise ValueError(f"{attribute.name} must be a non-empty str")
+
+
 @attrs.frozen
 class CacheCredentials:
     """A credential set of one cache, as a fan-out or poll target.
 
     The password never appears in ``repr``. Give ``cache_id`` to skip the
-    login call.
+    login call. ``name`` is what results call the cache
+    (:attr:`CacheResult.name`, :attr:`PollResult.name`); it defaults to the
+    username.
     """
 
     username: str
     password: str = attrs.field(repr=False)
     cache_id: int | None = None
+    name: str = attrs.field(
+        default=attrs.Factory(lambda self: self.username, takes_self=True),
+        kw_only=True,
+        validator=_check_name,
+    )
+
+
+def _name_of(target: AsyncAnalytics | CacheCredentials) -> str:
+    """A target's name: a credential set's ``name``, a client's username."""
+    return target.name if isinstance(target, CacheCredentials) else target.username
 
 
 #: What :func:`fan_out` and :func:`watch` accept for one cache: a client, or
@@ -85,9 +104,9 @@ class CacheResult(Generic[T]):
     """The outcome of a call for one cache: a ``value`` or an ``error``.
 
     ``target`` is the client or the :class:`CacheCredentials` (a
-    ``(username, password)`` pair given as a target comes back as one);
-    ``index`` is its position in the targets; ``elapsed`` is seconds from
-    the start of the call.
+    ``(username, password)`` pair given as a target comes back as one), and
+    ``name`` its name; ``index`` is its position in the targets; ``elapsed``
+    is seconds from the start of the call.
     """
 
     target: AsyncAnalytics | CacheCredentials
@@ -95,6 +114,12 @@ class CacheResult(Generic[T]):
     value: T | None = None
     error: Exception | None = None
     elapsed: float = 0.0
+
+    @property
+    def name(self) -> str:
+        """The cache's name: its :class:`CacheCredentials` ``name`` (by default the
+        username), or a client target's username."""
+        return _name_of(self.target)
 
     @property
     def ok(self) -> bool:

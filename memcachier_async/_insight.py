@@ -1,6 +1,6 @@
 """Totals, memory and derived metrics ("processed stats") from raw v1 stats.
 
-Pure functions, no I/O. The rules (``NOTES.md``, "Stats semantics"):
+Pure functions, no I/O. The rules (the v1 API's stats semantics):
 
 - ``bytes``, ``curr_items``, ``curr_connections`` and ``limit_maxbytes`` are
   gauges: current values, summed across servers. ``time`` is each server's
@@ -179,6 +179,24 @@ class ProcessedStats:
     touch_hit_rate: float | None = _OPTIONAL
     touch_rate: float | None = _OPTIONAL
 
+    def __str__(self) -> str:
+        """The headline figures, ``n/a`` where one is not known yet: printable as is."""
+        return (
+            f"{_figure(self.request_rate, '.1f')} requests/s, "
+            f"hit rate {_figure(self.hit_rate, '.1%')}, "
+            f"{_figure(self.eviction_rate, '.1f')} evictions/s, "
+            f"{_figure(self.items, ',.0f')} items, {_figure(self.bytes, ',.0f')} bytes"
+        )
+
+
+#: What ``str()`` of a :class:`ProcessedStats` or an :class:`Insight` shows for
+#: a value that is not known yet (``None``): no interval, or no lookups.
+_UNKNOWN = "n/a"
+
+
+def _figure(value: float | None, spec: str) -> str:
+    return _UNKNOWN if value is None else format(value, spec)
+
 
 #: The 36 processed-stats names, in alphabetical order.
 PROCESSED_NAMES: tuple[str, ...] = tuple(a.name for a in attrs.fields(ProcessedStats))
@@ -223,6 +241,19 @@ class Insight:
         if self.start is None or self.end is None:
             return None
         return (self.end - self.start).total_seconds()
+
+    def __str__(self) -> str:
+        """The cache's headline figures over the interval, or why there is none yet.
+
+        ``print(change)`` never fails: an unknown rate shows as ``n/a``, and
+        with no interval at all (every server new, or its clock not moved
+        since the previous snapshot: the servers count whole seconds) it says so.
+        """
+        seconds = self.seconds
+        if seconds is None or seconds <= 0:
+            waiting = len(self.new_servers) + len(self.stalled_servers) + len(self.clock_steps)
+            return f"no interval yet ({waiting} of {len(self.servers)} servers): {self.total}"
+        return f"over {seconds:.0f} s: {self.total}"
 
 
 # --- two snapshots -----------------------------------------------------------

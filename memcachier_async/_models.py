@@ -186,7 +186,7 @@ class NewCredential(Credential):
     sasl_password: str = attrs.field(repr=False)
 
 
-# --- one snapshot's arithmetic (NOTES.md, "Stats semantics") ---------------------
+# --- one snapshot's arithmetic (gauges and counters: see _insight.py) -------------
 
 #: Fields that are current values, not counts since the server started.
 GAUGES: tuple[str, ...] = ("bytes", "curr_connections", "curr_items", "limit_maxbytes")

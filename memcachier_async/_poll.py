@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
 import anyio
@@ -31,6 +32,7 @@ from ._fanout import (
     _check_concurrency,
     _check_seconds,
     _Clients,
+    _name_of,
     _Resolved,
     _Session,
     _timeout_message,
@@ -72,6 +74,12 @@ class PollResult:
     error: Exception | None = None
 
     @property
+    def name(self) -> str:
+        """The cache's name: its :class:`CacheCredentials` ``name`` (by default the
+        username), or a client target's username."""
+        return _name_of(self.target)
+
+    @property
     def missing_servers(self) -> tuple[str, ...]:
         """The ``host:port`` of the servers that did not answer ("Server error: a:1,b:2")."""
         return self.error.servers if isinstance(self.error, ServerError) else ()
@@ -82,13 +90,16 @@ class PollRound:
     """The caches' results at the end of round ``number``.
 
     ``due`` is when the round was due, on the ``anyio.current_time()``
-    clock: ``start + number * interval``. Numbers skip when the reader was
-    so slow that a due time passed unseen (those rounds never ran).
+    clock: ``start + number * interval``. ``taken_at`` is the wall-clock
+    time its calls started, an aware UTC ``datetime``, for logs and charts.
+    Numbers skip when the reader was so slow that a due time passed unseen
+    (those rounds never ran).
     """
 
     number: int
     due: float
     results: tuple[PollResult, ...]
+    taken_at: datetime
 
     def __len__(self) -> int:
         return len(self.results)
@@ -246,13 +257,14 @@ class Poller(_Session):
     async def _round(self) -> PollRound:
         assert self._tg is not None
         number = await self._wait_for_due_time()
+        taken_at = datetime.now(timezone.utc)
         self._launch(self._tg)
         if self._busy:
             with anyio.CancelScope(deadline=self._due(number + 1)):
                 await self._idle.wait()
         results = tuple(cache.collect(index) for index, cache in enumerate(self._caches))
         self._done += 1
-        return PollRound(number, self._due(number), results)
+        return PollRound(number, self._due(number), results, taken_at)
 
     # --- iteration -------------------------------------------------------------
 

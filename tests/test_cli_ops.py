@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -160,11 +161,14 @@ def flushes(emulator: Emulator) -> list[int]:
 
 
 def test_flush_asks_first_and_stops_on_no(built: list[Emulator]) -> None:
-    """Without --yes, flush asks; answering no flushes nothing and exits 1."""
+    """Without --yes, flush asks before it connects; answering no exits 1 having opened and
+    flushed nothing."""
     result = run("flush", "--emulator", input="n\n")
     assert result.exit_code == 1
-    assert "Flush every item of cache web?" in result.stderr
-    assert flushes(built[0]) == [0, 0, 0]
+    assert "Flush every item of cache web? [y/N]: " in result.stderr
+    assert result.stderr.endswith("Nothing done.\n")
+    assert "Aborted" not in result.output
+    assert built == []  # no emulator (no client) was even made
 
 
 def test_flush_after_confirmation(built: list[Emulator]) -> None:
@@ -281,10 +285,12 @@ def test_update_keeps_the_capabilities_not_given(built: list[Emulator]) -> None:
 
 
 def test_delete_asks_first(built: list[Emulator]) -> None:
-    """delete without --yes asks; no keeps the credential."""
-    result = run("credentials", "delete", "5D6E7F", "--emulator", input="n\n")
-    assert result.exit_code == 1
-    assert len(built[0].caches[0].credentials) == 2
+    """delete without --yes asks first; no (or the end of input) deletes nothing and exits 1."""
+    for answer in ("n\n", ""):
+        result = run("credentials", "delete", "5D6E7F", "--emulator", input=answer)
+        assert result.exit_code == 1
+        assert "Nothing done." in result.stderr
+    assert built == []
 
 
 def test_unknown_credential_is_an_api_error() -> None:
@@ -303,6 +309,9 @@ def test_watch_json_rounds_over_both_emulated_caches() -> None:
     assert result.exit_code == 0, result.output
     rounds = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["round"] for r in rounds] == [1, 2]
+    times = [datetime.fromisoformat(r["time"]) for r in rounds]
+    assert all(t.utcoffset() == timedelta(0) for t in times)
+    assert 0.5 < (times[1] - times[0]).total_seconds() < 30  # the 1 s cadence, in UTC
     first, second = rounds
     assert [c["cache"] for c in second["caches"]] == ["web", "sessions"]
     assert all(c["request_rate"] is None for c in first["caches"])  # a baseline only

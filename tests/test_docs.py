@@ -8,7 +8,6 @@ import json
 import re
 from typing import Any
 
-import httpx
 import pytest
 import respx
 from docs_examples import (
@@ -33,9 +32,10 @@ def source_of_tests() -> str:
     return "\n".join(path.read_text() for path in sorted(TESTS.glob("test_*.py")))
 
 
-def pages_run_by_tests() -> set[str]:
-    """Pages some test executes with ``page_code("page")``."""
-    return set(re.findall(r"page_code\(\s*\"([\w/.-]+\.md)\"", source_of_tests()))
+def pages_run_over_tcp() -> set[str]:
+    """Pages tests/test_docs_tcp.py runs in a fresh process against the emulator over TCP."""
+    source = (TESTS / "test_docs_tcp.py").read_text()
+    return set(re.findall(r"run_page\(\s*served,\s*\"([\w/.-]+\.md)\"", source))
 
 
 def names_read_by_tests() -> set[tuple[str, str]]:
@@ -46,15 +46,16 @@ def names_read_by_tests() -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("page", all_pages())
 def test_every_python_block_runs_or_says_why_not(page: str) -> None:
-    """A python block is run by a test, read by name by a test, or marked skip with a reason."""
-    run_pages = pages_run_by_tests()
+    """A python block is run in a fresh process against the emulator over TCP, read by name by
+    a test, or marked skip with a reason."""
     named = names_read_by_tests()
     for block in blocks(page):
         if block.lang not in {"python", "py"}:
             continue
         where = f"{page}:{block.line}"
         if block.runs:
-            assert page in run_pages, f"{where}: no test runs page_code({page!r})"
+            # In a fresh process, against the emulator over TCP with its real clock.
+            assert page in pages_run_over_tcp(), f"{where}: tests/test_docs_tcp.py does not run it"
         elif block.skip_reason is not None:
             assert block.skip_reason, f"{where}: a skipped block says why"
         else:
@@ -153,31 +154,6 @@ def sample(name: str) -> object:
 
 
 @pytest.mark.anyio
-async def test_readme_example_prints_stats_memory_and_rates(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The README's example logs in from the environment, prints each server, the memory and a rate."""
-    monkeypatch.setenv("MEMCACHIER_USERNAME", "user")
-    monkeypatch.setenv("MEMCACHIER_PASSWORD", "pw")
-    main = page_code("README.md")["main"]
-    with respx.mock(base_url=BASE) as router:
-        router.get("/login").respond(json=sample("login.json"))
-        router.get("/1561/stats").mock(
-            side_effect=[
-                httpx.Response(200, json=sample("insight_before.json")),
-                httpx.Response(200, json=sample("insight_after.json")),
-            ]
-        )
-        await main()
-    lines = capsys.readouterr().out.splitlines()
-    servers = sample("insight_before.json")
-    assert [line.split(" ", 1)[0] for line in lines[:-2]] == list(servers)
-    assert lines[-2].startswith("memory: ")
-    assert lines[-1].startswith("requests/s: ")
-    assert float(lines[-1].removeprefix("requests/s: ")) > 0
-
-
-@pytest.mark.anyio
 async def test_client_page_example(capsys: pytest.CaptureFixture[str]) -> None:
     """The client page's first example logs in once and prints the cache id."""
     show_cache_id = page_code("client.md")["show_cache_id"]
@@ -189,11 +165,15 @@ async def test_client_page_example(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.anyio
-async def test_performance_page_client_sends_with_aiohttp(anyio_backend: str) -> None:
+async def test_performance_page_client_sends_with_aiohttp(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The performance page's line builds an aiohttp-backed client: under trio it refuses, naming asyncio."""
     if anyio_backend != "trio":
-        pytest.skip("sending over aiohttp on asyncio is tests/test_aiohttp_transport.py's")
-    async with page_code("performance.md", username="user", password="pw")["api"] as api:
+        pytest.skip("sending over aiohttp on asyncio is tests/test_docs_tcp.py's")
+    monkeypatch.setenv("MEMCACHIER_USERNAME", "user")
+    monkeypatch.setenv("MEMCACHIER_PASSWORD", "pw")
+    async with page_code("performance.md")["api"] as api:
         with pytest.raises(RuntimeError, match="asyncio only"):
             await api.stats()
 
@@ -231,3 +211,22 @@ def test_docstring_literal_blocks_become_fences() -> None:
     assert roles.literal_blocks(text) == (
         "Use it:\n\n```python\napi = make()\n\nawait api.stats()\n```\n\nThen:\n\n```python\ndone()\n```\n"
     )
+
+
+def test_docs_cite_nothing_that_does_not_ship() -> None:
+    """The README, the docs and the package never send a reader to the API reading notes
+    (shared/api/NOTES.md), which live beside the project, not in it."""
+    texts = {
+        path: path.read_text()
+        for path in [
+            ROOT / "README.md",
+            *DOCS.rglob("*.md"),
+            *(ROOT / "memcachier_async").rglob("*.py"),
+        ]
+    }
+    citing = sorted(
+        str(path.relative_to(ROOT))
+        for path, text in texts.items()
+        if "NOTES.md" in text or "shared/api" in text
+    )
+    assert citing == []

@@ -396,3 +396,33 @@ async def test_iterating_twice_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="once"):
         async with results:
             pass  # pragma: no cover
+
+
+async def test_results_carry_the_name_of_each_cache() -> None:
+    """A result's name is its credential set's name (default: the username), or a client's
+    username, so a fleet's results need no mapping of index back to cache."""
+    fake = FakeCaches({"u-fail": "fail"})
+    client = AsyncAnalytics("u-client", "pw", cache_id=4, transport=fake, retry=NO_RETRY)
+    targets = [
+        CacheCredentials("u-web", "pw", cache_id=1, name="web"),
+        CacheCredentials("u-fail", "pw", cache_id=2, name="sessions"),
+        CacheCredentials("u-plain", "pw", cache_id=3),
+        client,
+    ]
+    async with client, fan_out(targets, stats_of, transport=fake, retry=NO_RETRY) as results:
+        named = {result.name: result.ok async for result in results}
+    assert named == {"web": True, "sessions": False, "u-plain": True, "u-client": True}
+
+
+@pytest.mark.parametrize("name", ["", 7, None])
+def test_a_cache_name_must_be_a_non_empty_string(name: object) -> None:
+    """CacheCredentials(name=...) is checked when given, and the error names the argument."""
+    with pytest.raises(ValueError, match=r"^name must be a non-empty str$"):
+        CacheCredentials("user", "pw", name=name)  # type: ignore[arg-type]
+
+
+def test_a_pair_target_is_named_by_its_username() -> None:
+    """CacheCredentials without a name, or made from a (username, password) pair, is its username."""
+    assert CacheCredentials("user", "pw").name == "user"
+    assert CacheCredentials("user", "pw", 5, name="web").name == "web"
+    assert "pw" not in repr(CacheCredentials("user", "pw", name="web"))

@@ -117,10 +117,12 @@ async def test_handlers_never_call_the_api(example: ModuleType, emulator: Emulat
         servers = emulator.cache.servers
         assert response.json()["get_hits"] == sum(s.stats(0)["get_hits"] for s in servers)
         assert response.json()["items"] == sum(s.stats(0)["curr_items"] for s in servers)
-        # One round only: no interval measured yet.
-        response = await get(app, "/cache/insight")
-        assert response.status_code == 503
-        assert "no interval" in response.json()["detail"]
+        # One round only: no interval measured yet; ask again when the interval is over.
+        for path in ("/cache/insight", "/cache/insight/full"):
+            response = await get(app, path)
+            assert response.status_code == 503
+            assert response.json()["detail"].startswith("warming up: ")
+            assert 1 <= int(response.headers["retry-after"]) <= 3600
 
 
 async def test_shutdown_closes_the_client_and_stops_the_poller(
@@ -205,3 +207,144 @@ async def test_live_calls_use_a_short_deadline_on_the_shared_client(
         slow = await get(app, "/cache/live")
         assert slow.status_code == 504
         assert "deadline" in slow.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "seconds"),
+    [
+        ({}, 5.0),
+        ({"DASHBOARD_POLL_INTERVAL": "0.5"}, 0.5),
+        ({"DASHBOARD_POLL_INTERVAL": "60"}, 60.0),
+    ],
+)
+def test_poll_interval_comes_from_the_environment(
+    example: ModuleType, environ: dict[str, str], seconds: float
+) -> None:
+    """DASHBOARD_POLL_INTERVAL sets the poll interval; without it, a short default."""
+    assert example.interval_from(environ) == seconds
+
+
+@pytest.mark.parametrize("value", ["", "soon", "0", "-5", "nan", "inf"])
+def test_a_bad_poll_interval_is_refused_naming_the_variable(
+    example: ModuleType, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """A value that is not positive seconds stops create_app() with the variable's name."""
+    monkeypatch.setenv("DASHBOARD_POLL_INTERVAL", value)
+    with pytest.raises(ValueError, match=r"^DASHBOARD_POLL_INTERVAL must be a positive number"):
+        example.create_app()
+
+
+async def test_warming_up_says_when_to_ask_again_then_answers(
+    example: ModuleType, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the first interval ends, /cache/insight is 503 "warming up" with a Retry-After
+    of at most the interval; asked again after that long, it answers with rates."""
+    monkeypatch.setenv("DASHBOARD_POLL_INTERVAL", "1")
+    app = example.create_app()
+    async with app.router.lifespan_context(app):
+        assert app.state.monitor.interval == 1.0
+        early = await get(app, "/cache/insight")
+        assert early.status_code == 503
+        assert early.json()["detail"] == "warming up: the first interval of 1 s is not over yet"
+        wait = int(early.headers["retry-after"])
+        assert wait == 1
+        await anyio.sleep(wait + 0.5)
+        later = await get(app, "/cache/insight")
+        assert later.status_code == 200, later.text
+        assert later.json()["request_rate"] > 0
+
+
+def test_examples_ship_in_the_sdist() -> None:
+    """The sdist includes examples/ and every file the docs embed with --8<--."""
+    import re
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 only
+        import tomli as tomllib
+
+    root = EXAMPLE.parent.parent
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    included = pyproject["tool"]["hatch"]["build"]["targets"]["sdist"]["include"]
+    assert "examples" in included
+    embedded = {
+        match.split(":")[0]
+        for page in (root / "docs").rglob("*.md")
+        for match in re.findall(r'^--8<-- "([^"]+)"', page.read_text(), re.M)
+    }
+    assert embedded
+    missing = [path for path in embedded if not any(path.startswith(i) for i in included)]
+    assert missing == []
+
+
+def test_the_pages_commands_answer_the_first_curl(
+    require_binary: Callable[[str, str], str], tmp_path: Path
+) -> None:
+    """The FastAPI page's commands, against memcachier-analytics emulator: uvicorn serves the
+    example with the default interval, and the first curl --retry gets the rates."""
+    import json
+    import os
+    import re
+    import shlex
+    import signal
+    import subprocess
+
+    from docs_examples import named_blocks
+
+    curl = require_binary("curl", "curl")
+    (block,) = named_blocks("fastapi.md", "run-commands")
+    _, serve_line, curl_line = block.strip().splitlines()
+    # The credentials come from the emulator's export lines; any free ports, not 8000.
+    argv = [word for word in shlex.split(serve_line.removesuffix("&")) if "=" not in word]
+    assert argv[:2] == ["uvicorn", "examples.fastapi_app:app"]
+    root = EXAMPLE.parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMCACHIER_", "DASHBOARD_"))}
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "memcachier_async._cli", "emulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+    )
+    server: subprocess.Popen[str] | None = None
+    try:
+        assert emulator.stdout is not None
+        exports = {}
+        for line in emulator.stdout:
+            if line.startswith("export "):
+                name, _, value = shlex.split(line)[1].partition("=")
+                exports[name] = value
+            if "Ctrl-C stops it" in line:
+                break
+        server = subprocess.Popen(
+            [sys.executable, "-m", *argv, "--port", "0"],
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env, **exports},
+        )
+        assert server.stderr is not None
+        address = None
+        for line in server.stderr:
+            found = re.search(r"running on http://([\d.]+:\d+)", line)
+            if found:
+                address = found[1]
+                break
+        assert address is not None
+        words = shlex.split(curl_line, comments=True)
+        assert words[0] == "curl"
+        words = [curl, *(w.replace("localhost:8000", address) for w in words[1:])]
+        done = subprocess.run(words, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["seconds"] > 0
+        assert answer["request_rate"] > 0
+    finally:
+        for process in (server, emulator):
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=20)
+                for stream in (process.stdout, process.stderr):
+                    if stream is not None:
+                        stream.close()

@@ -400,3 +400,32 @@ def test_history_series_empty_and_single() -> None:
     first_time = [r for r in history_records() if r.stats.cmd_get in (1000, 100)]
     assert len(first_time) == 2
     assert history_series(first_time) == []
+
+
+def test_str_of_an_insight_shows_the_headline_figures(result: Insight) -> None:
+    """print(insight) gives the interval and the cache's rates, hit rate and gauges."""
+    total = result.total
+    assert total.request_rate is not None
+    assert total.hit_rate is not None
+    text = str(result)
+    assert text.startswith(f"over {result.seconds:.0f} s: ")
+    assert f"{total.request_rate:.1f} requests/s" in text
+    assert f"hit rate {total.hit_rate:.1%}" in text
+    assert "n/a" not in text
+
+
+def test_str_of_an_insight_without_an_interval_says_so(before: Stats) -> None:
+    """The same snapshot twice (every clock stalled) prints, with n/a for every rate."""
+    same = insight(before, before)
+    assert same.total.request_rate is None
+    text = str(same)
+    assert text.startswith(f"no interval yet ({len(before)} of {len(before)} servers): ")
+    assert "n/a requests/s, hit rate n/a, n/a evictions/s" in text
+    assert str(same.total) in text
+
+
+def test_str_of_processed_stats_never_fails_on_unknown_values() -> None:
+    """A ProcessedStats with nothing known prints n/a where f"{None:.1f}" would raise."""
+    assert str(ProcessedStats()) == (
+        "n/a requests/s, hit rate n/a, n/a evictions/s, n/a items, n/a bytes"
+    )

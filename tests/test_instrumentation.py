@@ -205,12 +205,17 @@ async def test_the_exporter_measures_its_own_calls() -> None:
 
 
 async def test_the_retries_page_instrumentation_example(
-    router: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+    router: respx.MockRouter,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """docs/retries.md's example installs ClientMetrics and a hook that reports slow calls."""
     from docs_examples import page_code
 
-    code = page_code("retries.md", username="user", password="pw")
+    monkeypatch.setenv("MEMCACHIER_USERNAME", "user")
+    monkeypatch.setenv("MEMCACHIER_PASSWORD", "pw")
+    monkeypatch.delenv("MEMCACHIER_BASE_URL", raising=False)
+    code = page_code("retries.md")
     registry = CollectorRegistry()
     router.get("/7/stats").respond(200, json={})
     metrics = code["instrument"](registry)

@@ -292,7 +292,7 @@ def test_cli_unexpected_failure_is_one_line_with_traceback_only_under_v(
     """A bug anywhere under a command: one 'Error:' line and exit code 6; -v adds the traceback."""
     from memcachier_async._cli import render
 
-    def broken(*args: Any) -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(render, "stats_table", broken)

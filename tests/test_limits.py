@@ -442,8 +442,12 @@ async def test_reader_cuts_an_error_body_and_says_so() -> None:
     assert len(out) == ERROR_BODY_READ_LIMIT
 
 
-async def test_limits_page_example(capsys: pytest.CaptureFixture[str]) -> None:
+async def test_limits_page_example(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The limits page's examples: a 16 MiB bound that reports a body past it; transport options."""
+    monkeypatch.setenv("MEMCACHIER_USERNAME", "u")
+    monkeypatch.setenv("MEMCACHIER_PASSWORD", "p")
     code = page_code("limits.md")
     assert code["api"]._max_response_size == 16 * MiB
     assert code["corporate"]._headers["X-Team"] == "payments"

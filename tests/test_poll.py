@@ -322,3 +322,22 @@ def test_repr_has_no_password() -> None:
     poller = watch([("user", "hunter2-secret")], 5.0)
     assert "hunter2-secret" not in repr(poller)
     assert "hunter2-secret" not in repr(CacheCredentials("user", "hunter2-secret"))
+
+
+async def test_rounds_carry_names_and_their_wall_clock_time(interval: float) -> None:
+    """Each result is named after its cache; each round carries the aware UTC time its calls
+    started, beside the monotonic due time, in order and within the poll's wall-clock span."""
+    from datetime import datetime, timezone
+
+    fake = FakeCaches()
+    targets = [CacheCredentials("a", "pw", cache_id=1, name="web"), ("b", "pw")]
+    before = datetime.now(timezone.utc)
+    rounds = [
+        polled
+        async for polled in watch(targets, interval, rounds=3, transport=fake, retry=NO_RETRY)
+    ]
+    after = datetime.now(timezone.utc)
+    assert [[r.name for r in polled.results] for polled in rounds] == [["web", "b"]] * 3
+    times = [polled.taken_at for polled in rounds]
+    assert all(t.tzinfo is timezone.utc for t in times)
+    assert before <= times[0] <= times[1] <= times[2] <= after

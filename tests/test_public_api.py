@@ -67,3 +67,44 @@ def test_error_tree() -> None:
     assert not issubclass(m.DecodeError, m.APIError)
     assert issubclass(m.ResponseTooLargeError, m.MemcachierError)
     assert not issubclass(m.ResponseTooLargeError, (m.APIError, m.TransportError))
+
+
+def public_exceptions() -> list[tuple[str, type[BaseException]]]:
+    import memcachier_async.testing
+
+    found = []
+    for module in (memcachier_async, memcachier_async.testing):
+        for name in module.__all__:
+            value = getattr(module, name)
+            if isinstance(value, type) and issubclass(value, BaseException):
+                found.append((module.__name__, value))
+    return found
+
+
+def test_tracebacks_name_exceptions_by_their_public_path() -> None:
+    """A traceback says memcachier_async.AuthenticationError, the name users import and catch,
+    never the private module (memcachier_async._errors) it is defined in."""
+    import traceback
+
+    exceptions = public_exceptions()
+    assert len(exceptions) >= 14
+    for module, cls in exceptions:
+        assert cls.__module__ == module, cls
+    error = memcachier_async.AuthenticationError(
+        "401 Unauthorized", status_code=401, method="GET", url="https://x/login", body=""
+    )
+    (line,) = traceback.format_exception_only(type(error), error)
+    assert line.startswith("memcachier_async.AuthenticationError: 401 Unauthorized")
+
+
+def test_models_keep_their_module_for_type_hints() -> None:
+    """The models' annotations still resolve (pydantic and cattrs read them through
+    typing.get_type_hints, in the module __module__ names)."""
+    import typing
+
+    import attrs
+
+    for name in memcachier_async.__all__:
+        value = getattr(memcachier_async, name)
+        if isinstance(value, type) and attrs.has(value):
+            typing.get_type_hints(value)  # raises NameError if resolved in the wrong module

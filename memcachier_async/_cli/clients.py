@@ -9,10 +9,10 @@ from typing import Literal
 from memcachier_async._client import DEFAULT_BASE_URL, client_on_stack
 from memcachier_async._stack import StackOptions, build_stack
 
-from .common import ConfigError, NamedClient, Selection
-from .emulated import emulated_clients
+from .common import EXIT_USAGE, CacheTarget, CliError, ConfigError, NamedClient, Selection
+from .emulated import emulated_clients, selected_names
 
-__all__ = ["HttpBackend", "open_clients"]
+__all__ = ["HttpBackend", "one_cache_name", "open_clients"]
 
 HttpBackend = Literal["httpx", "aiohttp"]
 
@@ -35,11 +35,8 @@ async def open_clients(
             yield clients
         return
     targets = selection.targets()
-    if not multi and len(targets) > 1:
-        names = ", ".join(t.name for t in targets)
-        raise ConfigError(
-            f"this command works on one cache; choose one with --cache NAME ({names})"
-        )
+    if not multi:
+        _only_one(targets)
     # One stack for every cache of a command (many caches, one set of
     # sockets), built as AsyncAnalytics builds its own.
     try:
@@ -65,3 +62,24 @@ async def open_clients(
         yield clients
     finally:
         await stack.aclose()
+
+
+def _only_one(targets: list[CacheTarget]) -> None:
+    if len(targets) > 1:
+        names = ", ".join(t.name for t in targets)
+        raise ConfigError(
+            f"this command works on one cache; choose one with --cache NAME ({names})"
+        )
+
+
+def one_cache_name(selection: Selection) -> str:
+    """The name of the one cache a command works on, before anything is opened: for a
+    question asked before the event loop runs (where Ctrl-C is a plain KeyboardInterrupt)."""
+    try:
+        if selection.emulator:
+            return selected_names(selection.caches, multi=False)[0]
+        targets = selection.targets()
+        _only_one(targets)
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    return targets[0].name

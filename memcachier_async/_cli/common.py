@@ -5,8 +5,10 @@
   many caches, or from an in-process emulator (``--emulator``).
 - How failures end a command: one line on stderr and an exit code a
   script can branch on, never a traceback.
-- How a command that runs until stopped stops: SIGINT (Ctrl-C) and SIGTERM
-  end it with exit code 0 (:func:`run_until_stopped`).
+- How a command stops early: Ctrl-C (SIGINT) exits 130, the shell's code
+  for it, from any command and at a confirmation prompt, without click's
+  ``Aborted!``; SIGTERM ends a command that runs until stopped with exit
+  code 0 (:func:`run_until_stopped`), as a service manager expects.
 - Output: rich for people, ``--json`` for scripts.
 
 Needs the ``cli`` extra (click, rich).
@@ -14,8 +16,8 @@ Needs the ``cli`` extra (click, rich).
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import io
 import json
 import logging
 import os
@@ -24,7 +26,7 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar, cast
 
 import anyio
 import anyio.abc
@@ -53,6 +55,8 @@ else:  # pragma: no cover - Python 3.10 only
 __all__ = [
     "EXIT_API",
     "EXIT_AUTH",
+    "EXIT_DECLINED",
+    "EXIT_INTERRUPTED",
     "EXIT_TRANSPORT",
     "EXIT_UNEXPECTED",
     "EXIT_USAGE",
@@ -62,6 +66,7 @@ __all__ = [
     "NamedClient",
     "Selection",
     "configure_logging",
+    "confirm",
     "emit_json",
     "exit_code_for",
     "load_config",
@@ -74,12 +79,36 @@ __all__ = [
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
+EXIT_DECLINED = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_API = 4
 EXIT_TRANSPORT = 5
-# Not 1: click exits 1 when a confirmation is declined.
+# Not 1: that is a declined confirmation.
 EXIT_UNEXPECTED = 6
+# 128 + SIGINT, what a shell reports for a command ended by Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+
+def interrupted() -> click.exceptions.Exit:
+    """Ctrl-C: exit 130, quietly (click would print ``Aborted!`` and exit 1)."""
+    return click.exceptions.Exit(EXIT_INTERRUPTED)
+
+
+def confirm(question: str) -> None:
+    """Ask on stderr; anything but yes (or the end of input) exits 1, Ctrl-C exits 130.
+
+    Not ``click.confirm``: it turns Ctrl-C into the same ``Abort`` as a "no".
+    """
+    click.echo(f"{question} [y/N]: ", nl=False, err=True)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        click.echo(err=True)
+        raise interrupted() from None
+    if answer.strip().lower() not in {"y", "yes"}:
+        click.echo("Nothing done.", err=True)
+        raise click.exceptions.Exit(EXIT_DECLINED)
 
 
 class CliError(click.ClickException):
@@ -133,6 +162,8 @@ def run_async(function: Callable[[], Awaitable[T]]) -> T:
         return anyio.run(function)
     except BaseException as raised:
         error = _unwrap(raised)
+        if isinstance(error, KeyboardInterrupt):
+            raise interrupted() from None
         if isinstance(error, click.ClickException | click.exceptions.Exit | click.Abort):
             raise error from None
         if isinstance(error, MemcachierError):
@@ -198,7 +229,8 @@ def verbosity() -> int:
 
 def run_until_stopped(function: Callable[[], Awaitable[None]]) -> None:
     """Run a command that serves or polls until it is stopped: SIGINT (Ctrl-C)
-    or SIGTERM cancels ``function`` and the command exits 0, on every Python.
+    or SIGTERM cancels ``function``, and the command exits 130 after Ctrl-C,
+    0 after SIGTERM (a service manager's stop), on every Python.
 
     The signals arrive as messages in the event loop, so the command is
     cancelled at an ``await`` and cleans up as on any cancellation. Left to
@@ -207,23 +239,31 @@ def run_until_stopped(function: Callable[[], Awaitable[None]]) -> None:
     traceback and exit code 1.
     """
 
+    received: list[int] = []
+
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            await tg.start(_cancel_on_signal, tg.cancel_scope)
+            await tg.start(_cancel_on_signal, tg.cancel_scope, received)
             await function()
             tg.cancel_scope.cancel()
 
-    # A Ctrl-C before the event loop listens (or after it stopped) is still a stop.
-    with contextlib.suppress(KeyboardInterrupt):
-        run_async(main)
+    # A Ctrl-C before the event loop listens (or after it stopped) is a Ctrl-C
+    # too: run_async makes it exit 130.
+    run_async(main)
+    if signal.SIGINT in received:
+        raise interrupted()
 
 
 async def _cancel_on_signal(
-    scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]
+    scope: anyio.CancelScope,
+    received: list[int],
+    *,
+    task_status: anyio.abc.TaskStatus[None],
 ) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
-        async for _ in signals:
+        async for signum in signals:
+            received.append(signum)
             scope.cancel()
             return
 
@@ -488,7 +528,7 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 confirmation declined, 2 usage or configuration, "
     "3 credentials refused (401/403), 4 other API failure (incl. a partial flush or an "
     "answer that is not what the API sends), 5 no answer (network, timeout), "
-    "6 unexpected failure (-v shows the traceback)."
+    "6 unexpected failure (-v shows the traceback), 130 interrupted (Ctrl-C)."
 )
 
 
@@ -503,10 +543,52 @@ def json_option(function: F) -> F:
 _PIPE_WIDTH = 160
 
 
+class _NoTrailingSpaces(io.TextIOBase):
+    """A text stream that drops the spaces rich pads each line with to the table's width.
+
+    For pipes and files: ``grep``, ``diff`` and a reviewer's editor see only
+    what is written. A line rich has not finished is passed on unchanged when
+    it flushes.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self._partial = ""
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        # rich picks box characters by the encoding: keep the real stream's.
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        if lines:
+            self._stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial:
+            self._stream.write(self._partial)
+            self._partial = ""
+        self._stream.flush()
+
+
 def make_console() -> Console:
     # Created per command, so output goes to the stdout of the moment (CliRunner's).
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    # Not a terminal: no colour (rich's own choice for a pipe), no padding.
+    # A TextIOBase is a text stream; typeshed only lacks its IO[str] declaration.
+    stream = cast(TextIO, _NoTrailingSpaces(sys.stdout))
+    console = Console(highlight=False, file=stream)
+    if "COLUMNS" not in os.environ:
         console.width = _PIPE_WIDTH
     return console
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import signal
 import time
 from contextlib import AbstractAsyncContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,11 +20,17 @@ from memcachier_async import (
     PermissionDeniedError,
     history_series,
 )
-from memcachier_async.testing import Emulator, SimulatedServer
+from memcachier_async.testing import EmulatedCache, EmulatedCredential, Emulator, SimulatedServer
 
 from . import render as r
+from .common import interrupted
 
 # --- emulator -------------------------------------------------------------
+
+# A fleet for tests and exporter trials; each cache is a few simulated servers.
+_MAX_CACHES = 10_000
+# The caches whose credentials are printed one by one; the config has them all.
+_LISTED_CACHES = 5
 
 
 @click.command()
@@ -57,8 +67,24 @@ from . import render as r
     type=click.Path(dir_okay=False),
     help="SQLite file that keeps caches and credentials across restarts.",
 )
-@click.option("--username", help="Username of the primary credential (default: generated).")
+@click.option(
+    "--username", help="Username of the first cache's primary credential (default: generated)."
+)
 @click.option("--password", help="Its password (default: generated).")
+@click.option(
+    "--caches",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, _MAX_CACHES),
+    help="Number of caches served on the one port (each on --servers simulated servers).",
+)
+@click.option(
+    "--write-config",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    metavar="FILE",
+    help="Write the caches as a TOML file for --config (watch, export, ...) instead of "
+    "printing it.",
+)
 def emulator(
     host: str,
     port: int,
@@ -69,14 +95,23 @@ def emulator(
     db: str | None,
     username: str | None,
     password: str | None,
+    caches: int,
+    write_config: Path | None,
 ) -> None:
     """Run a local emulator of the Analytics API over HTTP until Ctrl-C.
 
-    It prints the base URL and the credentials of its caches.
+    It prints the base URL and the credentials of its caches, the caches as
+    a TOML file for --config (or writes it, with --write-config), and the
+    export MEMCACHIER_*= lines that point the SDK and the other commands
+    at its first cache.
     """
     sources: int | list[str] = servers
     if memcached:
         sources = [s.strip() for s in memcached.split(",") if s.strip()]
+        if caches > 1:
+            raise click.BadParameter(
+                "--caches needs simulated servers: leave out --memcached", param_hint="--caches"
+            )
     try:
         emu = Emulator(
             servers=sources,
@@ -88,29 +123,42 @@ def emulator(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    # A database may already hold some (or all) of them.
+    while len(emu.caches) < caches:
+        emu.add_cache(servers).add_credential(primary=True)
     console = Console(highlight=False)
     try:
-        anyio.run(_serve_forever, emu, host, port, console)
-    except KeyboardInterrupt:
+        stopped_by = anyio.run(_serve_forever, emu, host, port, console, write_config)
+    except KeyboardInterrupt:  # before the loop listened for it
         console.print("stopped")
+        stopped_by = signal.SIGINT
     finally:
         emu.close()
+    if stopped_by == signal.SIGINT:
+        raise interrupted()
 
 
-async def _serve_forever(emu: Emulator, host: str, port: int, console: Console) -> None:
-    # SIGTERM (a service manager, `kill`) stops it as cleanly as Ctrl-C.
+async def _serve_forever(
+    emu: Emulator, host: str, port: int, console: Console, write_config: Path | None
+) -> int:
+    """Serve until SIGINT or SIGTERM; which one came. SIGTERM (a service manager,
+    `kill`) stops it as cleanly as Ctrl-C, and the command then exits 0, not 130."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with emu.serve(host, port) as base_url:
-            _print_emulator(console, emu, base_url)
+            _print_emulator(console, emu, base_url, write_config)
             async for signum in signals:
                 console.print(f"{signal.Signals(signum).name}: stopping")
-                break
+                return signum
+    raise AssertionError("unreachable")  # pragma: no cover - the receiver never ends
 
 
-def _print_emulator(console: Console, emu: Emulator, base_url: str) -> None:
+def _print_emulator(
+    console: Console, emu: Emulator, base_url: str, write_config: Path | None
+) -> None:
     console.print("[bold]MemCachier Analytics API emulator[/bold]")
     console.print(f"base URL: {base_url}", soft_wrap=True)
-    for cache in emu.caches:
+    listed = emu.caches[:_LISTED_CACHES]
+    for cache in listed:
         names = ", ".join(s.name for s in cache.servers)
         console.print(f"cache {cache.cache_id} on {names}", soft_wrap=True)
         for credential in cache.credentials:
@@ -120,14 +168,76 @@ def _print_emulator(console: Console, emu: Emulator, base_url: str) -> None:
                 f"password {credential.sasl_password}",
                 soft_wrap=True,
             )
+    if len(emu.caches) > len(listed):
+        more = r.plural(len(emu.caches) - len(listed), "more cache")
+        console.print(f"... and {more}", soft_wrap=True)
     primary = emu.credential
     console.print(
         f"try: curl -u {primary.sasl_username}:{primary.sasl_password} {base_url}/login",
         soft_wrap=True,
     )
+    config = caches_toml(emu, base_url)
+    if write_config is None:
+        console.print("\n# The caches, for --config (watch, export, ...):", style="dim")
+        console.out(config, end="", highlight=False)
+    else:
+        _write_private(write_config, config)
+        console.print(f"config of {r.plural(len(emu.caches), 'cache')} written to {write_config}")
+    console.print("\n# The first cache, for the SDK (from_env) and the commands:", style="dim")
+    console.out(export_lines(primary, base_url), end="", highlight=False)
     console.print("Ctrl-C stops it.", style="dim")
     # Scripts wait for the URL on a pipe: flush now, not at exit.
     console.file.flush()
+
+
+def _toml_string(value: str) -> str:
+    # JSON's escapes (\", \\, \n, \uXXXX for controls) are TOML's basic-string
+    # escapes; DEL is the one control JSON leaves as it is and TOML refuses.
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def cache_name(cache: EmulatedCache) -> str:
+    """The name a cache has in the config the emulator prints: ``cache-1561``."""
+    return f"cache-{cache.cache_id}"
+
+
+def caches_toml(emu: Emulator, base_url: str) -> str:
+    """Every cache with its primary credential, as ``watch --config`` and ``export --config``
+    read them."""
+    lines = [f"base_url = {_toml_string(base_url)}"]
+    for cache in emu.caches:
+        credential = cache.primary
+        if credential is None:  # a database's cache whose primary was deleted
+            continue
+        lines += [
+            "",
+            "[[cache]]",
+            f"name = {_toml_string(cache_name(cache))}",
+            f"username = {_toml_string(credential.sasl_username)}",
+            f"password = {_toml_string(credential.sasl_password)}",
+            f"cache_id = {cache.cache_id}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def export_lines(credential: EmulatedCredential, base_url: str) -> str:
+    """Shell lines that point ``AsyncAnalytics.from_env()`` and the commands at a cache."""
+    values = {
+        "MEMCACHIER_BASE_URL": base_url,
+        "MEMCACHIER_USERNAME": credential.sasl_username,
+        "MEMCACHIER_PASSWORD": credential.sasl_password,
+    }
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by its owner only: it holds passwords."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as exc:
+        raise click.FileError(str(path), hint=exc.strerror or str(exc)) from exc
 
 
 # --- demo -----------------------------------------------------------------

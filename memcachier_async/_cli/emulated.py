@@ -16,7 +16,7 @@ from memcachier_async.testing import Emulator, SimulatedServer
 
 from .common import ConfigError, NamedClient
 
-__all__ = ["DEMO_CACHES", "DEMO_USERNAMES", "build_emulator", "emulated_clients"]
+__all__ = ["DEMO_CACHES", "DEMO_USERNAMES", "build_emulator", "emulated_clients", "selected_names"]
 
 _KIB = 1024
 #: name → memory limit of each server, in KiB.
@@ -55,7 +55,8 @@ def build_emulator(*, traffic: float = _TRAFFIC) -> Emulator:
     return emulator
 
 
-def _select(names: Sequence[str], *, multi: bool) -> list[str]:
+def selected_names(names: Sequence[str], *, multi: bool) -> list[str]:
+    """The emulated caches chosen by ``--cache`` (the first only, unless ``multi``)."""
     known = list(DEMO_CACHES)
     unknown = [n for n in names if n not in DEMO_CACHES]
     if unknown:
@@ -73,7 +74,7 @@ async def emulated_clients(
     names: Sequence[str], *, multi: bool, retry: RetryPolicy | None = None
 ) -> AsyncIterator[list[NamedClient]]:
     """Clients of the emulated caches (the first only, unless ``multi``), in process."""
-    selected = _select(names, multi=multi)
+    selected = selected_names(names, multi=multi)
     emulator = build_emulator()
     by_name = dict(zip(DEMO_CACHES, emulator.caches, strict=True))
     async with emulator:

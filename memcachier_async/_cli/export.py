@@ -20,6 +20,7 @@ from .common import (
     CliError,
     Selection,
     epilog,
+    interrupted,
     run_async,
     target_options,
     verbosity,
@@ -310,22 +311,30 @@ async def _until(stop: anyio.Event, function: Callable[[], Awaitable[None]]) -> 
 
 
 async def _stopped_by_signals(serve: Callable[[anyio.Event], Awaitable[None]]) -> None:
-    """``serve(stop)``: the first SIGTERM or SIGINT sets ``stop``, a second cancels."""
+    """``serve(stop)``: the first SIGTERM or SIGINT sets ``stop``, a second cancels.
+
+    Either stops gracefully; SIGTERM (a service manager's stop) then exits 0,
+    SIGINT (Ctrl-C) exits 130 as every command does.
+    """
     stop = anyio.Event()
+    first: list[int] = []
     async with anyio.create_task_group() as group:
 
         async def watch(*, task_status: anyio.abc.TaskStatus[None]) -> None:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 task_status.started()
-                async for _ in signals:
+                async for received in signals:
                     if stop.is_set():
                         group.cancel_scope.cancel()
                         return
+                    first.append(received)
                     stop.set()
 
         await group.start(watch)
         await serve(stop)
         group.cancel_scope.cancel()
+    if first == [signal.SIGINT]:
+        raise interrupted()
 
 
 def register(group: click.Group) -> None:

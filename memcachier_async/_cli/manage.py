@@ -10,12 +10,13 @@ from rich.text import Text
 from memcachier_async._errors import ServerError
 
 from . import render as r
-from .clients import open_clients
+from .clients import one_cache_name, open_clients
 from .common import (
     EXIT_API,
     CliError,
     F,
     Selection,
+    confirm,
     emit_json,
     epilog,
     json_option,
@@ -43,10 +44,12 @@ def flush(selection: Selection, yes: bool, as_json: bool) -> None:
     names are reported and the exit code is 4.
     """
 
+    # Asked before the event loop runs: there, Ctrl-C at the prompt ends it at once.
+    if not yes:
+        confirm(f"Flush every item of cache {one_cache_name(selection)}?")
+
     async def main() -> None:
         async with open_clients(selection) as (client,):
-            if not yes:
-                click.confirm(f"Flush every item of cache {client.name}?", abort=True, err=True)
             try:
                 await client.api.flush()
             except ServerError as error:
@@ -209,12 +212,11 @@ def credentials_promote(selection: Selection, credential: str, as_json: bool) ->
 def credentials_delete(selection: Selection, credential: str, yes: bool, as_json: bool) -> None:
     """Delete credential USERNAME (applications using it lose access)."""
 
+    if not yes:
+        confirm(f"Delete credential {credential} of cache {one_cache_name(selection)}?")
+
     async def main() -> None:
         async with open_clients(selection) as (client,):
-            if not yes:
-                click.confirm(
-                    f"Delete credential {credential} of cache {client.name}?", abort=True, err=True
-                )
             await client.api.delete_credential(credential)
         if as_json:
             emit_json({"sasl_username": credential, "deleted": True})

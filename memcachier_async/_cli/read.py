@@ -58,9 +58,9 @@ def stats(selection: Selection, interval: float | None, as_json: bool) -> None:
             emit_json(r.stats_json(client.name, cache_id, first, change))
             return
         console = make_console()
-        console.print(r.stats_table(client.name, cache_id, first))
+        console.print(r.stats_table(client.name, cache_id, first, width=console.width))
         if change is not None:
-            console.print(r.rates_table(change))
+            console.print(r.rates_table(change, width=console.width))
 
     run_async(main)
 
@@ -97,9 +97,7 @@ def history(selection: Selection, as_json: bool) -> None:
                 f"Cache {r.safe(client.name)}: not enough history yet (it needs two samples)."
             )
             return
-        # Leave room for the metric name and the three value columns.
-        width = max(10, min(console.width, 120) - 50)
-        console.print(r.history_table(client.name, series, width=width))
+        console.print(r.history_table(client.name, series, width=console.width))
 
     run_async(main)
 

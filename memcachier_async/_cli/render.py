@@ -5,14 +5,17 @@ Pure functions from models to renderables or JSON-ready values; no I/O.
 
 from __future__ import annotations
 
+import io
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import attrs
 from rich import box
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -31,7 +34,9 @@ __all__ = [
     "demo_history_table",
     "demo_stats_table",
     "escape_controls",
+    "fit",
     "fmt_bytes",
+    "fmt_count",
     "fmt_percent",
     "fmt_rate",
     "history_json",
@@ -39,9 +44,11 @@ __all__ = [
     "insight_json",
     "mapping_rows",
     "plain",
+    "plural",
     "rates_table",
     "safe",
     "server_stats_json",
+    "short_names",
     "sparkline",
     "stats_json",
     "stats_table",
@@ -87,6 +94,11 @@ def plain(text: object, style: str = "") -> Text:
 # --- numbers -------------------------------------------------------------------
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 credential``, ``2 credentials``, ``0 caches``: English nouns with a plain -s."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def fmt_bytes(value: float | None) -> str:
     """``1.5 MiB``; binary units, as memcached's limits are set."""
     if value is None:
@@ -111,8 +123,84 @@ def fmt_percent(value: float | None) -> str:
     return f"{percent:.1f}%" if percent <= _MAX_PERCENT + 0.05 else f">{_MAX_PERCENT:.0f}%"
 
 
+# Counts up to this are shown whole ("99,999"); larger ones with an SI suffix,
+# so that a column of counters is at most six characters wide.
+_WHOLE_UP_TO = 99_999
+_SI = ("k", "M", "G", "T", "P", "E", "Z")
+
+
+def fmt_count(value: float | None) -> str:
+    """``12,345``; ``123k``, ``1.23M``, ``18.4E`` beyond 99,999: three significant digits."""
+    if value is None:
+        return DASH
+    if abs(value) <= _WHOLE_UP_TO:
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+    scaled = float(value)
+    for suffix in _SI:
+        scaled /= 1000
+        # Round first: 999,999 is "1.00M", not "1000k".
+        if abs(float(f"{scaled:.3g}")) < 1000 or suffix == _SI[-1]:
+            digits = 0 if abs(scaled) >= 100 else 1 if abs(scaled) >= 10 else 2
+            return f"{scaled:.{digits}f}{suffix}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def fmt_rate(value: float | None) -> str:
-    return DASH if value is None else f"{value:,.1f}/s"
+    """``12.5/s``; ``1,234.5/s``; ``123k/s`` beyond 99,999."""
+    if value is None:
+        return DASH
+    shown = f"{value:.1f}" if abs(value) < 1000 else fmt_count(value)
+    return f"{shown}/s"
+
+
+# --- fitting the terminal ----------------------------------------------------------
+
+# Wide enough that rich measures a table's natural width, never a squeezed one.
+_UNBOUNDED = 100_000
+
+
+def natural_width(renderable: RenderableType) -> int:
+    """The width ``renderable`` takes when nothing squeezes it."""
+    console = Console(width=_UNBOUNDED, file=io.StringIO(), color_system=None)
+    return console.measure(renderable).maximum
+
+
+def fit(width: int, variants: Iterable[Callable[[], Table]]) -> Table:
+    """The first of ``variants`` (fullest first) that fits ``width`` unsqueezed, else the last.
+
+    rich squeezes a table that is too wide by cutting its cells ("835.0…"),
+    which hides numbers; a variant with shorter names or fewer columns shows
+    every number whole instead.
+    """
+    table: Table | None = None
+    for make in variants:
+        table = make()
+        if natural_width(table) <= width:
+            break
+    assert table is not None, "no variant"
+    return table
+
+
+_PIECES = re.compile(r"(?=[.:])")
+
+
+def short_names(names: Sequence[str]) -> tuple[dict[str, str], str]:
+    """Server names without the ending all of them share (domain and port), and that ending.
+
+    ``mc1.web.example.com:11211`` and ``mc2.web.example.com:11211`` become
+    ``mc1`` and ``mc2``, sharing ``.web.example.com:11211``. Names that share
+    no ending (or a single name) stay whole.
+    """
+    pieces = [_PIECES.split(name) for name in names]
+    common = 0
+    while len(names) > 1 and all(len(p) > common + 1 for p in pieces):
+        if len({p[-common - 1] for p in pieces}) != 1:
+            break
+        common += 1
+    if common == 0:
+        return {name: name for name in names}, ""
+    shared = "".join(pieces[0][-common:])
+    return {name: "".join(p[:-common]) for name, p in zip(names, pieces, strict=True)}, shared
 
 
 def usage_style(usage: float | None) -> str:
@@ -182,60 +270,84 @@ def capabilities_json(capabilities: Capabilities) -> dict[str, bool]:
 # --- stats -----------------------------------------------------------------------
 
 
-def _memory_cells(used: int, limit: int, usage: float | None) -> list[Text]:
-    style = usage_style(usage)
-    return [
-        Text(f"{fmt_bytes(used)} / {fmt_bytes(limit)}", style=style),
-        Text(fmt_percent(usage), style=style),
-    ]
-
-
-def _stats_row(stats: ServerStats, usage: float | None) -> list[Text | str]:
-    return [
-        f"{stats.curr_items:,}",
-        *_memory_cells(stats.bytes, stats.limit_maxbytes, usage),
-        f"{stats.get_hits:,}",
-        f"{stats.get_misses:,}",
-        fmt_percent(_ratio(stats.get_hits, stats.get_misses)),
-        f"{stats.cmd_set:,}",
-        f"{stats.evictions:,}",
-        f"{stats.curr_connections:,}",
-    ]
+# A column of the stats table: its header, and its cell of a server (with that
+# server's memory usage).
+_StatsCell = Callable[[ServerStats, float | None], Text | str]
+_STATS_COLUMNS: tuple[tuple[str, _StatsCell], ...] = (
+    ("Items", lambda s, _: fmt_count(s.curr_items)),
+    (
+        "Memory",
+        lambda s, u: Text(
+            f"{fmt_bytes(s.bytes)} / {fmt_bytes(s.limit_maxbytes)}", style=usage_style(u)
+        ),
+    ),
+    ("Used", lambda s, u: Text(fmt_percent(u), style=usage_style(u))),
+    ("Get hits", lambda s, _: fmt_count(s.get_hits)),
+    ("Get misses", lambda s, _: fmt_count(s.get_misses)),
+    ("Hit ratio*", lambda s, _: fmt_percent(_ratio(s.get_hits, s.get_misses))),
+    ("Sets", lambda s, _: fmt_count(s.cmd_set)),
+    ("Evictions", lambda s, _: fmt_count(s.evictions)),
+    ("Conns", lambda s, _: fmt_count(s.curr_connections)),
+)
+# As the width shrinks: first shorter server names, then these columns go, in
+# this order (the memory column last: "Used" keeps its percentage).
+_STATS_DROPPED = ("Conns", "Sets", "Get misses", "Memory")
 
 
 def _title(cache: str, cache_id: int | None, count: int) -> str:
     ident = f" (id {cache_id})" if cache_id is not None else ""
-    return f"Cache {safe(cache)}{ident}: {count} server{'s' if count != 1 else ''}"
+    return f"Cache {safe(cache)}{ident}: {plural(count, 'server')}"
 
 
-def stats_table(cache: str, cache_id: int | None, stats: Stats) -> Table:
-    """One row per server and the total; the fullest server marked."""
+def _name_steps(names: Sequence[str]) -> list[tuple[dict[str, str], str]]:
+    """Whole server names, then (when they share an ending) the short ones."""
+    whole = ({name: name for name in names}, "")
+    short = short_names(names)
+    return [whole, short] if short[1] else [whole]
+
+
+def _shared_note(shared: str) -> str:
+    return f"Server names end in {safe(shared)}." if shared else ""
+
+
+def stats_table(cache: str, cache_id: int | None, stats: Stats, width: int = _UNBOUNDED) -> Table:
+    """One row per server and the total, the fullest server marked, fitted to ``width``."""
+    steps: list[tuple[tuple[dict[str, str], str], tuple[str, ...]]]
+    steps = [(names, ()) for names in _name_steps(list(stats))]
+    last = steps[-1][0]
+    steps += [(last, _STATS_DROPPED[: n + 1]) for n in range(len(_STATS_DROPPED))]
+    return fit(width, (partial(_stats_table, cache, cache_id, stats, *step) for step in steps))
+
+
+def _stats_table(
+    cache: str,
+    cache_id: int | None,
+    stats: Stats,
+    names: tuple[dict[str, str], str],
+    dropped: Sequence[str],
+) -> Table:
+    shown, shared = names
+    columns = [(h, cell) for h, cell in _STATS_COLUMNS if h not in dropped]
     table = Table(title=_title(cache, cache_id, len(stats)), title_justify="left")
     table.add_column("Server", no_wrap=True)
-    for header in (
-        "Items",
-        "Memory",
-        "Used",
-        "Get hits",
-        "Get misses",
-        "Hit ratio*",
-        "Sets",
-        "Evictions",
-        "Conns",
-    ):
-        table.add_column(header, justify="right")
+    for header, _ in columns:
+        table.add_column(header, justify="right", no_wrap=True)
     memory = stats.memory()
     fullest = memory.fullest.server if memory.fullest is not None and len(stats) > 1 else None
     for name, server in stats.items():
         usage = server.bytes / server.limit_maxbytes if server.limit_maxbytes else None
-        label = plain(name)
+        label = plain(shown[name])
         if name == fullest:
-            label.append(" ▲ fullest", style="bold yellow")
-        table.add_row(label, *_stats_row(server, usage))
+            label.append(" ▲", style="bold yellow")
+        table.add_row(label, *(cell(server, usage) for _, cell in columns))
     if len(stats):
         table.add_section()
-        table.add_row(Text("Total", style="bold"), *_stats_row(stats.total(), memory.usage))
-    table.caption = _memory_caption(memory) + "  *since each server started"
+        total = stats.total()
+        table.add_row(
+            Text("Total", style="bold"), *(cell(total, memory.usage) for _, cell in columns)
+        )
+    notes = [_memory_caption(memory), _shared_note(shared), "*since each server started"]
+    table.caption = "  ".join(note for note in notes if note)
     table.caption_justify = "left"
     return table
 
@@ -246,7 +358,7 @@ def _memory_caption(memory: MemoryUsage) -> str:
         return "No servers."
     return (
         f"Memory: {fmt_percent(memory.usage)} of {fmt_bytes(memory.limit)} overall; "
-        f"fullest server {safe(full.server)} at {fmt_percent(full.usage)}."
+        f"▲ fullest server {safe(full.server)} at {fmt_percent(full.usage)}."
     )
 
 
@@ -266,18 +378,34 @@ def _byte_rate(value: float | None) -> str:
     return DASH if value is None else f"{fmt_bytes(value)}/s"
 
 
-def rates_table(change: Insight) -> Table:
-    """Rates and hit rates over the interval, per server and for the cache."""
+# As the width shrinks, after shorter server names: these columns go, in this order.
+_RATES_DROPPED = ("Out", "In", "Gets", "Sets", "Get hit rate")
+
+
+def rates_table(change: Insight, width: int = _UNBOUNDED) -> Table:
+    """Rates and hit rates over the interval, per server and for the cache, fitted to ``width``."""
+    steps: list[tuple[tuple[dict[str, str], str], tuple[str, ...]]]
+    steps = [(names, ()) for names in _name_steps(list(change.servers))]
+    last = steps[-1][0]
+    steps += [(last, _RATES_DROPPED[: n + 1]) for n in range(len(_RATES_DROPPED))]
+    return fit(width, (partial(_rates_table, change, *step) for step in steps))
+
+
+def _rates_table(
+    change: Insight, names: tuple[dict[str, str], str], dropped: Sequence[str]
+) -> Table:
+    shown, shared = names
+    columns = [(h, cell) for h, cell in _RATE_COLUMNS if h not in dropped]
     seconds = change.seconds
     over = f"over {seconds:.0f} s" if seconds is not None else "(no interval yet)"
     table = Table(title=f"Rates {over}", title_justify="left")
     table.add_column("Server", no_wrap=True)
-    for header, _ in _RATE_COLUMNS:
-        table.add_column(header, justify="right")
+    for header, _ in columns:
+        table.add_column(header, justify="right", no_wrap=True)
     for name, processed in change.servers.items():
-        table.add_row(plain(name), *(cell(processed) for _, cell in _RATE_COLUMNS))
+        table.add_row(plain(shown.get(name, name)), *(cell(processed) for _, cell in columns))
     table.add_section()
-    table.add_row(Text("Total", style="bold"), *(cell(change.total) for _, cell in _RATE_COLUMNS))
+    table.add_row(Text("Total", style="bold"), *(cell(change.total) for _, cell in columns))
     notes = []
     if change.new_servers or change.stalled_servers:
         notes.append(
@@ -288,9 +416,9 @@ def rates_table(change: Insight) -> Table:
         notes.append("counters reset on " + ", ".join(map(safe, change.resets)))
     if change.clock_steps:
         notes.append("clock stepped (new baseline) on " + ", ".join(map(safe, change.clock_steps)))
-    if notes:
-        table.caption = "; ".join(notes) + "."
-        table.caption_justify = "left"
+    caption = "; ".join(notes) + "." if notes else ""
+    table.caption = "  ".join(part for part in (caption, _shared_note(shared)) if part) or None
+    table.caption_justify = "left"
     return table
 
 
@@ -342,18 +470,28 @@ HISTORY_METRICS: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
 )
 
 
-def history_table(cache: str, series: Sequence[Insight], width: int) -> Table:
-    """A sparkline per metric over the history window, with its min, max and latest."""
+# Widths tried for the sparklines, widest first, until the table fits.
+_SPARK_WIDTHS = (60, 48, 36, 28, 20, 12)
+
+
+def history_table(cache: str, series: Sequence[Insight], width: int = _UNBOUNDED) -> Table:
+    """A sparkline per metric over the history window, with its min, max and latest, fitted
+    to ``width`` by narrowing the sparklines."""
+    return fit(width, (partial(_history_table, cache, series, w) for w in _SPARK_WIDTHS))
+
+
+def _history_table(cache: str, series: Sequence[Insight], width: int) -> Table:
     start = series[0].start if series else None
     end = series[-1].end if series else None
     span = ""
     if start is not None and end is not None:
         span = f" from {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC"
-    table = Table(title=f"Cache {safe(cache)}: {len(series)} intervals{span}", title_justify="left")
+    title = f"Cache {safe(cache)}: {plural(len(series), 'interval')}{span}"
+    table = Table(title=title, title_justify="left")
     table.add_column("Metric", no_wrap=True)
     table.add_column("History", no_wrap=True, style="cyan")
     for header in ("Min", "Max", "Latest"):
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", no_wrap=True)
     for label, field, show in HISTORY_METRICS:
         values = [getattr(point.total, field) for point in series]
         known = [v for v in values if v is not None]
@@ -392,7 +530,7 @@ def yes_no(value: bool) -> Text:
 
 
 def credentials_table(credentials: Sequence[Credential]) -> Table:
-    table = Table(title=f"{len(credentials)} credentials", title_justify="left")
+    table = Table(title=plural(len(credentials), "credential"), title_justify="left")
     for header in ("Username", "Id", "Primary", "Write", "Flush", "API"):
         table.add_column(header)
     for c in credentials:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import anyio
@@ -87,29 +89,46 @@ class _CacheView:
         }
 
 
-def _watch_table(views: list[_CacheView], round_number: int, interval: float) -> Table:
+_WATCH_COLUMNS = ("Servers", "Requests", "Hit rate", "Memory", "Fullest", "Evictions", "Errors")
+# As the width shrinks, these columns go, in this order (errors stay in the caption).
+_WATCH_DROPPED = ("Errors", "Servers", "Evictions")
+
+
+def _watch_table(views: list[_CacheView], round_number: int, interval: float, width: int) -> Table:
+    """The round's table, with as many columns as fit ``width`` (numbers are never cut)."""
+    steps = [_WATCH_DROPPED[:n] for n in range(len(_WATCH_DROPPED) + 1)]
+    return r.fit(width, (partial(_watch_table_of, views, round_number, interval, d) for d in steps))
+
+
+def _watch_cells(view: _CacheView) -> dict[str, Text | str]:
+    data = view.json()
+    usage, fullest = data["memory_usage"], data["fullest_usage"]
+    return {
+        "Servers": r.DASH if data["servers"] is None else str(data["servers"]),
+        "Requests": r.fmt_rate(data["request_rate"]),
+        "Hit rate": r.fmt_percent(data["hit_rate"]),
+        "Memory": Text(r.fmt_percent(usage), style=r.usage_style(usage)),
+        "Fullest": Text(r.fmt_percent(fullest), style=r.usage_style(fullest)),
+        "Evictions": r.fmt_rate(data["eviction_rate"]),
+        "Errors": r.fmt_count(view.failures),
+    }
+
+
+def _watch_table_of(
+    views: list[_CacheView], round_number: int, interval: float, dropped: tuple[str, ...]
+) -> Table:
     table = Table(
         title=f"Round {round_number}, every {interval:g} s (Ctrl-C to stop)", title_justify="left"
     )
     table.add_column("Cache", no_wrap=True)
-    table.add_column("Status")
-    for header in ("Servers", "Requests", "Hit rate", "Memory", "Fullest", "Evictions", "Errors"):
-        table.add_column(header, justify="right")
+    table.add_column("Status", no_wrap=True)
+    columns = [header for header in _WATCH_COLUMNS if header not in dropped]
+    for header in columns:
+        table.add_column(header, justify="right", no_wrap=True)
     for view in views:
-        data = view.json()
         status = Text("ok", style="green") if view.error is None else Text("error", style="red")
-        usage, fullest = data["memory_usage"], data["fullest_usage"]
-        table.add_row(
-            r.plain(view.name),
-            status,
-            r.DASH if data["servers"] is None else str(data["servers"]),
-            r.fmt_rate(data["request_rate"]),
-            r.fmt_percent(data["hit_rate"]),
-            Text(r.fmt_percent(usage), style=r.usage_style(usage)),
-            Text(r.fmt_percent(fullest), style=r.usage_style(fullest)),
-            r.fmt_rate(data["eviction_rate"]),
-            str(view.failures),
-        )
+        cells = _watch_cells(view)
+        table.add_row(r.plain(view.name), status, *(cells[header] for header in columns))
     errors = [f"{r.safe(v.name)}: {r.safe(v.error)}" for v in views if v.error is not None]
     if errors:
         table.caption = "\n".join(errors)
@@ -184,8 +203,12 @@ async def _watch(
         while rounds == 0 or number < rounds:
             number += 1
             progress.reset(task, total=len(clients))
+            # Wall-clock time of the round, for the JSON lines (logs, charts).
+            taken_at = datetime.now(timezone.utc)
             if interactive:
-                live.update(Group(_watch_table(views, number - 1, interval), progress))
+                live.update(
+                    Group(_watch_table(views, number - 1, interval, console.width), progress)
+                )
             # Results arrive as each cache answers: the bar moves, and a
             # slow cache holds back nobody else's numbers.
             async with fan_out(apis, AsyncAnalytics.stats, timeout=limit) as results:
@@ -193,11 +216,14 @@ async def _watch(
                     views[result.index].update(result)
                     progress.advance(task)
             if as_json:
-                click.echo(_json_line({"round": number, "caches": [v.json() for v in views]}))
+                caches = [v.json() for v in views]
+                click.echo(
+                    _json_line({"round": number, "time": taken_at.isoformat(), "caches": caches})
+                )
             elif interactive:
-                live.update(_watch_table(views, number, interval))
+                live.update(_watch_table(views, number, interval, console.width))
             else:
-                console.print(_watch_table(views, number, interval))
+                console.print(_watch_table(views, number, interval, console.width))
             if rounds and number >= rounds:
                 break
             # A fixed cadence: the next round starts on the interval's grid,

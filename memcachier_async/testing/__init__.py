@@ -72,3 +72,6 @@ __all__ = [
     "instant_retries",
     "mock_api",
 ]
+
+# Tracebacks name the public path (memcachier_async.testing.ServerUnavailable).
+ServerUnavailable.__module__ = __name__
