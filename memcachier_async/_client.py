@@ -34,6 +34,7 @@ from ._stack import (
     StackKeywords,
     build_stack,
     check_headers,
+    common_headers,
     is_loopback,
     stack_options,
 )
@@ -46,14 +47,13 @@ from ._transports.body import (
 )
 from ._transports.core import outcome_unknown
 from ._transports.retry import (
-    ATTEMPTS_EXTENSION,
+    BODY_EXTENSION,
     POLICY_EXTENSION,
     RetryPolicy,
     RetryTransport,
     attempts_of,
     outcome_of,
 )
-from ._version import __version__
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -72,7 +72,6 @@ T = TypeVar("T")
 logger = logging.getLogger("memcachier_async")
 
 DEFAULT_BASE_URL = "https://analytics.memcachier.com/api/v1"
-USER_AGENT = f"memcachier-async/{__version__}"
 
 
 @functools.lru_cache(maxsize=64)  # a fan-out builds thousands of clients on one base URL
@@ -143,19 +142,9 @@ def _check_identity(username: str, password: str, cache_id: int | None) -> None:
 def _auth_headers(
     username: str, password: str, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """Every request's headers: ours, the user's ``extra`` over them, the credentials.
-
-    ``Accept-Encoding`` names only what the SDK inflates within the size
-    limit (httpx would add br and zstd when their packages are installed).
-    """
+    """Every request's headers: :func:`common_headers` and the credentials."""
     token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-    headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
-    headers["User-Agent"] = USER_AGENT
-    for name, value in (extra or {}).items():
-        for known in [k for k in headers if k.lower() == name.lower()]:
-            del headers[known]
-        headers[name] = value
-    return {"Authorization": f"Basic {token}", **headers}
+    return {"Authorization": f"Basic {token}", **common_headers(extra)}
 
 
 def _secrets(authorization: str) -> tuple[str, ...]:
@@ -283,6 +272,13 @@ class AsyncAnalytics:
         self._base_url = base_url
         # Built once: the only place the password lives after __init__.
         self._headers = _auth_headers(username, password, stack.options.headers)
+        # What each request adds to the client's own headers: only the
+        # credentials when the SDK made the client (it carries the rest).
+        self._sent_headers: Mapping[str, str] = (
+            {"Authorization": self._headers["Authorization"]}
+            if stack.has_headers
+            else self._headers
+        )
         self._http = stack.client
         self._owns_client = owns_client
         self._retry_transport: RetryTransport | None = stack.retry
@@ -504,7 +500,7 @@ class AsyncAnalytics:
                 spec.method,
                 url,
                 content=spec.content,
-                headers={**self._headers, **headers},
+                headers={**self._sent_headers, **headers} if headers else self._sent_headers,
                 extensions=dict(extensions),
             )
             response, content = await self._read(request)
@@ -604,10 +600,12 @@ class AsyncAnalytics:
         back a body still streaming and still compressed.
         """
         response = await self._http.send(request, stream=True)
-        if ATTEMPTS_EXTENSION in response.extensions:
+        body = response.extensions.get(BODY_EXTENSION)
+        if isinstance(body, bytes):
             # Through a RetryTransport: the body is in memory, read within
             # this request's size limit and decoded already.
-            return response, await response.aread()
+            await response.aclose()
+            return response, body
         if response.is_stream_consumed:
             # Made from bytes in memory (a mock's), so httpx read and decoded
             # it already: only its size is left to check.

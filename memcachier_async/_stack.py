@@ -42,6 +42,7 @@ import httpx
 from ._transports.body import DEFAULT_MAX_RESPONSE_SIZE
 from ._transports.retry import RetryPolicy, RetryTransport
 from ._transports.shards import ShardedTransport, shard_limits
+from ._version import __version__
 
 if TYPE_CHECKING:
     pass
@@ -57,6 +58,7 @@ __all__ = [
     "build_stack",
     "check_headers",
     "check_max_response_size",
+    "common_headers",
     "default_tls_context",
     "is_loopback",
     "set_mock",
@@ -118,6 +120,8 @@ class Stack:
     #: The retry layer the SDK put under ``client`` (``None`` for a given client):
     #: ``with_options`` hands it per-call policies.
     retry: RetryTransport | None = None
+    #: Whether ``client`` carries :func:`common_headers` itself (the SDK made it).
+    has_headers: bool = False
     #: The options it was built with: every client on it sends their
     #: ``headers`` and reads within their ``max_response_size``.
     options: StackOptions = attrs.field(factory=lambda: StackOptions())
@@ -126,6 +130,25 @@ class Stack:
         """Close the client if it was made here; a given one is its owner's."""
         if self.owned:
             await self.client.aclose()
+
+
+USER_AGENT = f"memcachier-async/{__version__}"
+
+
+def common_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers every request carries but ``Authorization``: ours, the
+    user's ``extra`` over them (checked already, see :func:`check_headers`).
+
+    ``Accept-Encoding`` names only what the SDK inflates within the size
+    limit (httpx would add br and zstd when their packages are installed).
+    """
+    headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+    headers["User-Agent"] = USER_AGENT
+    for name, value in (extra or {}).items():
+        for known in [k for k in headers if k.lower() == name.lower()]:
+            del headers[known]
+        headers[name] = value
+    return headers
 
 
 _RESERVED_HEADERS = frozenset({"authorization", "host", "content-length", "transfer-encoding"})
@@ -316,13 +339,16 @@ def build_stack(options: StackOptions, *, base_url: str, pool_size: int | None =
         transport = RetryTransport(transport, RetryPolicy() if retry is None else retry)
     client = httpx.AsyncClient(
         transport=transport,
+        # What every request of every credential set carries, set once (a
+        # request then adds only its Authorization).
+        headers=common_headers(options.headers),
         timeout=options.http_timeout,
         follow_redirects=False,
         # Proxies come from proxy_for (our rules), not from httpx's reading of the environment.
         trust_env=False,
         cookies=http.cookiejar.CookieJar(policy=_KeepNoCookie()),
     )
-    return Stack(client, owned=True, retry=transport, options=options)
+    return Stack(client, owned=True, retry=transport, has_headers=True, options=options)
 
 
 class _KeepNoCookie(http.cookiejar.DefaultCookiePolicy):

@@ -30,7 +30,7 @@ from memcachier_async import (
     TransportError,
     UnknownCredentialError,
 )
-from memcachier_async._client import USER_AGENT
+from memcachier_async._stack import USER_AGENT
 
 pytestmark = pytest.mark.anyio
 

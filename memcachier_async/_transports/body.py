@@ -236,6 +236,8 @@ async def _read(
         if success:
             raise
         return b"", False
+    if not inflaters:
+        return await _read_plain(chunks, limit, success, request)
     parts: list[bytes] = []
     size = 0
 
@@ -276,6 +278,23 @@ async def _read(
         if success:
             raise
         return b"".join(parts), False
+    return b"".join(parts), True
+
+
+async def _read_plain(
+    chunks: AsyncIterator[bytes], limit: int | None, success: bool, request: httpx.Request
+) -> tuple[bytes, bool]:
+    """:func:`_read` of a body without a ``Content-Encoding``: only counted."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if limit is not None and size > limit:
+            if success:
+                raise too_large(request, limit)
+            parts.append(chunk[: len(chunk) - (size - limit)])
+            return b"".join(parts), False
+        parts.append(chunk)
     return b"".join(parts), True
 
 

@@ -51,6 +51,7 @@ from .shards import ShardedTransport
 
 __all__ = [
     "ATTEMPTS_EXTENSION",
+    "BODY_EXTENSION",
     "POLICY_EXTENSION",
     "RETRIES_EXTENSION",
     "DeadlineExceeded",
@@ -72,6 +73,9 @@ logger = logging.getLogger("memcachier_async")
 ATTEMPTS_EXTENSION = "memcachier_attempts"
 #: Response extension: how many retries the call took (``0``: first try).
 RETRIES_EXTENSION = "memcachier_retries"
+#: Response extension: the body, read (decoded, bounded) as the stream holds it,
+#: for a reader that wants the bytes without streaming them again.
+BODY_EXTENSION = "memcachier_body"
 #: Request extension: a :class:`RetryPolicy` for this call instead of the transport's
 #: (``AsyncAnalytics.with_options(retry=..., timeout=...)``).
 POLICY_EXTENSION = "memcachier_retry_policy"
@@ -122,9 +126,11 @@ def is_idempotent(request: httpx.Request) -> bool:
 def outcome_of(result: httpx.Response | BaseException) -> Outcome:
     """What an attempt's response or exception means to the retry rules."""
     if isinstance(result, httpx.Response):
-        return Outcome.response(
-            result.status_code, parse_retry_after(result.headers.get("retry-after"))
-        )
+        status = result.status_code
+        if status < 429:
+            # A success or a client error is never retried: no Retry-After to read.
+            return Outcome.response(status)
+        return Outcome.response(status, parse_retry_after(result.headers.get("retry-after")))
     return Outcome(
         failure=type(result).__name__,
         # A certificate that failed verification fails the same way next time.
@@ -403,7 +409,17 @@ async def _read_response(
     if isinstance(progress, Progress):
         progress.queued = False  # an answer came: the request went out
     headers = response.headers
-    encoding = headers.get("content-encoding")
+    encoding = length = None
+    for name, value in headers.raw:  # one pass, not one per header asked for
+        lowered = name.lower()
+        if lowered == b"content-encoding":
+            encoding = (
+                value.decode("latin-1")
+                if encoding is None
+                else f"{encoding}, {value.decode('latin-1')}"
+            )
+        elif lowered == b"content-length":
+            length = value.decode("latin-1")
     if isinstance(response.stream, httpx.ByteStream):
         # Already in memory (the SDK's own transports read the body,
         # decoded and bounded, and return the connection): nothing to
@@ -417,6 +433,7 @@ async def _read_response(
         )
         if body is content and encoding is None and "network_stream" not in response.extensions:
             # Nothing to change: the response is passed on as it is.
+            response.extensions[BODY_EXTENSION] = body
             return response
     else:
         stream = response.stream
@@ -427,7 +444,7 @@ async def _read_response(
                 stream,
                 status_code=response.status_code,
                 content_encoding=encoding,
-                content_length=headers.get("content-length"),
+                content_length=length,
                 request=attempt_request,
                 abort=network_abort(response.extensions),
             )
@@ -439,6 +456,7 @@ async def _read_response(
             # The same response, its body now in memory and its connection back.
             response.stream = httpx.ByteStream(body)
             response.extensions.pop("network_stream", None)
+            response.extensions[BODY_EXTENSION] = body
             return response
     return httpx.Response(
         response.status_code,
@@ -446,9 +464,8 @@ async def _read_response(
         stream=httpx.ByteStream(body),
         extensions={
             # The connection went back to the pool with the body read.
-            k: v
-            for k, v in response.extensions.items()
-            if k != "network_stream"
+            **{k: v for k, v in response.extensions.items() if k != "network_stream"},
+            BODY_EXTENSION: body,
         },
     )
 
