@@ -28,7 +28,6 @@ hands every other body back to them.
 
 from __future__ import annotations
 
-import gc
 import json
 import operator
 import re
@@ -425,40 +424,14 @@ def _format(exc: BaseException, type_: Any) -> str:
     return f"invalid value for type {expected}"
 
 
-# Bodies past this size pause the cyclic garbage collector while decoding.
-_PAUSE_GC_FROM = 256 * 1024
-
-
 def decode(body: bytes, cls: type[T], endpoint: str) -> T:
-    """Parse a JSON body and structure it as ``cls``; only :class:`DecodeError` escapes."""
-    if len(body) < _PAUSE_GC_FROM or not gc.isenabled():
-        return _decode(body, cls, endpoint)
-    # A big history is tens of thousands of new containers at once: each
-    # allocation burst would start collections that walk all of them again
-    # (a third of the decode time), and none of them can be garbage yet.
-    gc.disable()
-    try:
-        return _decode(body, cls, endpoint)
-    finally:
-        if len(body) >= THREAD_FROM and gc.get_freeze_count() == 0:
-            _age_young_objects()
-        gc.enable()
+    """Parse a JSON body and structure it as ``cls``; only :class:`DecodeError` escapes.
 
-
-def _age_young_objects() -> None:
-    """Move every tracked object to the oldest generation, without walking them.
-
-    A big decode leaves hundreds of thousands of new objects in the youngest
-    generation; the first collection after it would walk them all in one
-    go, holding the GIL (0.1-0.3 s for a 60 MB history, whichever thread
-    triggers it). freeze() then unfreeze() splices them into the oldest
-    generation instead, where full collections see them later, amortised
-    as usual. Skipped when any object is frozen (unfreezing would undo an
-    application's own freeze); CPython 3.12 starts with a few hundred
-    objects frozen, so there the young objects stay young.
+    The garbage collector is left alone: it is the application's (an
+    application that decodes big histories may ``gc.freeze()`` after its
+    start-up, see docs/limits.md).
     """
-    gc.freeze()
-    gc.unfreeze()
+    return _decode(body, cls, endpoint)
 
 
 #: Bodies from this size on are decoded in a worker thread (see

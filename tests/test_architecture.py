@@ -306,3 +306,70 @@ def test_every_package_the_core_imports_is_a_core_dependency() -> None:
     # And what the core imports at the top of a module is the core's own four.
     for top in ("httpx", "attrs", "cattrs", "anyio"):
         assert "" in declared[top], top
+
+
+# Interpreter-wide state a library leaves to the application: the CLI (the
+# application) may set it; the SDK, its transports, the emulator and testing may not.
+GLOBAL_STATE_CALLS = {
+    ("gc", "disable"),
+    ("gc", "freeze"),
+    ("gc", "unfreeze"),
+    ("gc", "set_threshold"),
+    ("signal", "signal"),
+    ("logging", "basicConfig"),
+    ("warnings", "filterwarnings"),
+    ("warnings", "simplefilter"),
+}
+
+
+def global_state_calls(source: str) -> list[str]:
+    """Calls of ``module.function`` in GLOBAL_STATE_CALLS, and ``addHandler`` on a
+    logger other than the package's own (``getLogger("memcachier_async...")``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        func = node.func
+        if isinstance(func.value, ast.Name) and (func.value.id, func.attr) in GLOBAL_STATE_CALLS:
+            found.append(f"{node.lineno}: {func.value.id}.{func.attr}")
+        elif func.attr == "addHandler":
+            target = func.value
+            own = (
+                isinstance(target, ast.Call)
+                and isinstance(target.func, ast.Attribute)
+                and target.func.attr == "getLogger"
+                and target.args
+                and isinstance(target.args[0], ast.Constant)
+                and str(target.args[0].value).startswith(PACKAGE)
+            ) or (isinstance(target, ast.Name) and target.id == "logger")
+            if not own:
+                found.append(f"{node.lineno}: {ast.unparse(func)}")
+    return found
+
+
+def test_the_library_leaves_interpreter_wide_state_alone() -> None:
+    """No module outside the CLI calls gc.disable/freeze/unfreeze, signal.signal,
+    logging.basicConfig or a global warnings filter, or adds a handler to a logger
+    it does not own."""
+    found = {
+        name: calls
+        for name, path in modules().items()
+        if layer_of(name) != "cli" and (calls := global_state_calls(path.read_text()))
+    }
+    assert found == {}
+
+
+def test_the_global_state_check_sees_each_call() -> None:
+    """The checker itself: each forbidden call, and a handler on the root logger, is reported."""
+    source = (
+        "import gc, logging\n"
+        "gc.disable()\n"
+        "logging.basicConfig()\n"
+        "logging.getLogger().addHandler(h)\n"
+        "logging.getLogger('memcachier_async').addHandler(h)\n"
+    )
+    assert global_state_calls(source) == [
+        "2: gc.disable",
+        "3: logging.basicConfig",
+        "4: logging.getLogger().addHandler",
+    ]
