@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import httpx
@@ -214,3 +215,42 @@ async def test_request_that_never_left_the_pool_queue_is_not_sent(backend: str) 
     assert not isinstance(caught.value, OutcomeUnknownError)
     assert [a.outcome for a in caught.value.attempts] == ["PoolTimeout"]
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("cut", [8, 4, 20])
+async def test_a_gzip_body_cut_before_its_trailer_is_a_decode_error(backend: str, cut: int) -> None:
+    """A gzip stats body missing the last ``cut`` bytes (its CRC-32 and size, or
+    more), with a Content-Length that matches what was sent: a DecodeError on
+    every engine, never a silently short body."""
+    import gzip
+
+    from _limits_server import plain
+
+    from memcachier_async import DecodeError
+
+    body = (Path(__file__).parent / "samples" / "stats_two_servers.json").read_bytes()
+    sent = gzip.compress(body)[:-cut]
+    with LoopbackServer(
+        plain("200 OK", sent, "Content-Type: application/json", "Content-Encoding: gzip")
+    ) as server:
+        async with AsyncAnalytics(
+            "user",
+            "pw",
+            cache_id=1,
+            base_url=server.url(),
+            http_backend=backend,  # type: ignore[arg-type]
+            retry=RetryPolicy.disabled(),
+        ) as api:
+            with pytest.raises(DecodeError, match="truncated"):
+                await api.stats()
+        with LoopbackServer(
+            plain("200 OK", gzip.compress(body), "Content-Encoding: gzip")
+        ) as whole:
+            async with AsyncAnalytics(
+                "user",
+                "pw",
+                cache_id=1,
+                base_url=whole.url(),
+                http_backend=backend,  # type: ignore[arg-type]
+            ) as api:
+                assert len(await api.stats()) == 2

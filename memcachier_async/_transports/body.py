@@ -113,7 +113,16 @@ class _Inflater:
                         break
 
     def finish(self) -> bytes:
-        return self._zlib.flush() if not self._zlib.eof else b""
+        """What is left at the end of the body; a stream cut before its end
+        (a gzip body without its CRC-32 and size trailer, say) is refused."""
+        if self._zlib.eof or not self._started:
+            return b""  # complete, or an empty body
+        rest = self._zlib.flush()
+        if not self._zlib.eof:
+            raise httpx.DecodingError(
+                f"the {self.name} body ended before its end (truncated): it may be incomplete"
+            )
+        return rest
 
     @property
     def name(self) -> str:
