@@ -64,6 +64,7 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_SIZE",
     "DEFAULT_TIMEOUT",
     "AsyncAnalytics",
+    "check_base_url",
     "client_on_stack",
 ]
 
@@ -75,7 +76,7 @@ DEFAULT_BASE_URL = "https://analytics.memcachier.com/api/v1"
 
 
 @functools.lru_cache(maxsize=64)  # a fan-out builds thousands of clients on one base URL
-def _check_base_url(base_url: str) -> str:
+def check_base_url(base_url: str) -> str:
     # Cached: a fan-out makes a client per cache, all with the same base URL,
     # and httpx's parse of it was a tenth of a 1,000-cache fan-out's CPU.
     # No message here quotes base_url whole: it may hold a password.
@@ -101,6 +102,8 @@ def _check_base_url(base_url: str) -> str:
             )
     else:
         raise ValueError(f"base_url must be an https:// URL, not {url.scheme[:20]!r}://")
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ValueError(f"base_url's port must be from 1 to 65535, not {url.port}")
     if url.query or url.fragment:
         raise ValueError("base_url must not have a query or fragment")
     return str(url).rstrip("/")
@@ -251,7 +254,7 @@ class AsyncAnalytics:
         **options: Unpack[StackKeywords],
     ) -> None:
         _check_identity(username, password, cache_id)
-        base_url = _check_base_url(base_url)
+        base_url = check_base_url(base_url)
         stack = build_stack(stack_options("AsyncAnalytics", options), base_url=base_url)
         self._setup(username, password, cache_id, base_url, stack, owns_client=stack.owned)
 
@@ -746,7 +749,7 @@ def client_on_stack(
     builder does).
     """
     _check_identity(username, password, cache_id)
-    base_url = _check_base_url(base_url)
+    base_url = check_base_url(base_url)
     api = AsyncAnalytics.__new__(AsyncAnalytics)
     api._setup(username, password, cache_id, base_url, stack, owns_client=False)
     return api

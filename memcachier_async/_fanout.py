@@ -31,6 +31,7 @@ from ._client import (
     DEFAULT_BASE_URL,
     DEFAULT_LIMITS,
     AsyncAnalytics,
+    check_base_url,
     client_on_stack,
 )
 from ._errors import MemcachierError, ServerError
@@ -182,7 +183,9 @@ class _Clients:
     ) -> None:
         self._targets = targets
         self._options = options
-        self._base_url = base_url
+        # Checked now, as the constructor checks it: a bad one is the caller's
+        # error, not every cache's.
+        self._base_url = check_base_url(base_url)
         self._pool_size = pool_size
         self._stack: Stack | None = None
         self._built: dict[int, AsyncAnalytics] = {}

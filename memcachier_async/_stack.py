@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import functools
 import http.cookiejar
+import importlib.util
 import ipaddress
 import os
+import re
 import ssl
 import threading
 import urllib.request
@@ -160,10 +162,26 @@ def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     for name, value in (headers or {}).items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError("headers must map str to str")
+        if not _TOKEN.fullmatch(name):
+            # The name only, cut short: a value may be a token, never echoed.
+            raise ValueError(
+                f"headers: {name[:40]!r} is not a header name (RFC 9110 token characters)"
+            )
         if name.lower() in _RESERVED_HEADERS:
             raise ValueError(f"headers must not set {name!r}: the SDK sets it")
+        if not _FIELD_VALUE.fullmatch(value):
+            raise ValueError(
+                f"headers: the value of {name!r} holds a line break, NUL or another "
+                "control character (not shown: it may be a secret)"
+            )
         found[name] = value
     return found
+
+
+# RFC 9110 5.1 and 5.5: a field name is a token; a field value is visible
+# characters (and obs-text) with spaces and tabs between them.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_VALUE = re.compile(r"[\t \x21-\x7e\x80-\xff]*")
 
 
 def check_max_response_size(value: int | None) -> int | None:
@@ -299,6 +317,8 @@ class StackOptions:
                 "retry= applies to the client's own transport; with http_client, wrap "
                 "its transport in RetryTransport(transport, policy) instead"
             )
+        if self.proxy is not None:
+            check_proxy(str(self.proxy), self.http_backend, "proxy")
         if not theirs and (self.verify is not True or self.cert is not None):
             object.__setattr__(self, "_tls", ssl_context(self.verify, self.cert))
 
@@ -359,10 +379,35 @@ class _KeepNoCookie(http.cookiejar.DefaultCookiePolicy):
         return False
 
 
+_PROXY_SCHEMES = {"httpx": ("http", "https", "socks5", "socks5h"), "aiohttp": ("http", "https")}
+
+
+def check_proxy(url: str, backend: Backend, where: str) -> None:
+    """Refuse a proxy URL the engine cannot use (``ValueError`` naming ``where``,
+    never quoting the URL: it may hold the proxy's password)."""
+    try:
+        scheme = httpx.URL(url if "://" in url else f"http://{url}").scheme
+    except httpx.InvalidURL:
+        raise ValueError(f"{where} is not a valid proxy URL") from None
+    if scheme not in _PROXY_SCHEMES[backend]:
+        raise ValueError(
+            f"{where}: a {scheme[:10]}:// proxy is not supported by http_backend={backend!r} "
+            f"(use {', '.join(s + '://' for s in _PROXY_SCHEMES[backend])})"
+        )
+    if scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
+        raise ValueError(
+            f'{where}: a SOCKS proxy needs the socksio package (pip install "httpx[socks]")'
+        )
+
+
 def _engine(options: StackOptions, base_url: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
     """The transport that puts the bytes on the wire, for ``http_backend``."""
     proxy = options.proxy
     proxy_url = proxy_for(base_url, None if proxy is None else str(proxy))
+    if proxy_url is not None and proxy is None:
+        check_proxy(
+            proxy_url, options.http_backend, "the environment's proxy (HTTPS_PROXY/ALL_PROXY)"
+        )
     if base_url[:7].lower() == "http://" and options.verify is True and options.cert is None:
         # Never TLS (an http:// base is loopback only, and never proxied):
         # no CA bundle to load; a context trusting nothing fails closed.

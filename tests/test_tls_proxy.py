@@ -462,3 +462,93 @@ async def test_fan_out_and_watch_take_verify_and_proxy(
         failed = [result async for result in results]
     assert [type(r.error) for r in failed] == [TransportError, TransportError]
     assert all(certificate_failure(r.error.__cause__) for r in failed if r.error)
+
+
+async def test_a_refusing_proxy_never_shows_its_password(
+    client_context: ssl.SSLContext, backend: str
+) -> None:
+    """A proxy with user:password in its URL refuses CONNECT: neither the password
+    nor user:password is in the error's str, repr or whole traceback, on either engine."""
+    import traceback
+
+    proxy = RecordingProxy(tunnel_to=1, connect_status="407")
+    secret = "proxy-pass-123"
+    try:
+        async with AsyncAnalytics(
+            "user",
+            PASSWORD,
+            cache_id=1,
+            base_url=f"https://{TLS_NAME}/api/v1",
+            http_backend=backend,  # type: ignore[arg-type]
+            verify=client_context,
+            proxy=f"http://puser:{secret}@127.0.0.1:{proxy.port}",
+            retry=RetryPolicy.disabled(),
+        ) as api:
+            with pytest.raises(TransportError) as caught:
+                await api.list_credentials()
+        shown = "".join(traceback.format_exception(caught.value))
+        for text in (str(caught.value), repr(caught.value), shown):
+            assert secret not in text
+            assert "puser:" + secret not in text
+        assert "ProxyError" in shown
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match", "secret"),
+    [
+        ({"base_url": "https://h.example:65536/api/v1"}, "port must be from 1 to 65535", None),
+        ({"base_url": "https://h.example:0/api/v1"}, "port must be from 1 to 65535", None),
+        ({"headers": {"X-Token": "tok-9f8e7d\r\nX-Evil: 1"}}, "line break", "tok-9f8e7d"),
+        ({"headers": {"X-Token": "tok-9f8e7d\x00"}}, "control character", "tok-9f8e7d"),
+        ({"headers": {"X Token": "v"}}, "not a header name", None),
+        ({"headers": {"X-Tökén": "v"}}, "not a header name", None),
+        ({"proxy": "ftp://u:ppw-secret-1@127.0.0.1:21"}, "not supported", "ppw-secret-1"),
+        (
+            {"proxy": "socks5://u:ppw-secret-1@127.0.0.1:1080", "http_backend": "aiohttp"},
+            "not supported",
+            "ppw-secret-1",
+        ),
+    ],
+)
+def test_bad_configuration_is_refused_when_given(
+    kwargs: dict[str, Any], match: str, secret: str | None
+) -> None:
+    """A port out of range, a header name or value that is not header text, a proxy
+    scheme the engine cannot use: a ValueError at construction, in AsyncAnalytics,
+    fan_out and watch alike, naming the argument and never quoting a secret."""
+    from memcachier_async import AsyncAnalytics, fan_out, watch
+
+    makers = [
+        lambda: AsyncAnalytics("u", "p", **kwargs),
+        lambda: fan_out([("u", "p")], AsyncAnalytics.stats, **kwargs),
+        lambda: watch([("u", "p")], 1.0, **kwargs),
+    ]
+    for make in makers:
+        with pytest.raises(ValueError, match=match) as caught:
+            make()
+        if secret is not None:
+            assert secret not in str(caught.value)
+
+
+def test_a_socks_proxy_without_socksio_is_refused_when_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ALL_PROXY=socks5://... or proxy="socks5://..." without the socksio package: a
+    ValueError at construction saying what to install, not an ImportError from a call."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "socksio" else real(name, *a)
+    )
+    with pytest.raises(ValueError, match="socksio") as caught:
+        AsyncAnalytics("u", "p", proxy="socks5://u:sockspw-1@127.0.0.1:1080")
+    assert "sockspw-1" not in str(caught.value)
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", "socks5://u:sockspw-1@127.0.0.1:1080")
+    with pytest.raises(ValueError, match=r"environment's proxy.*socksio") as caught:
+        AsyncAnalytics("u", "p")
+    assert "sockspw-1" not in str(caught.value)

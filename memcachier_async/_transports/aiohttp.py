@@ -56,9 +56,20 @@ def _timeout(timeout: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
     )
 
 
-def map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
-    """The httpx exception that says how far a request failing with ``exc`` got."""
-    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+def map_error(
+    exc: BaseException, request: httpx.Request, secrets: tuple[str, ...] = ()
+) -> httpx.TransportError:
+    """The httpx exception that says how far a request failing with ``exc`` got.
+
+    ``secrets`` (the proxy's credentials) are cut from its message; when
+    ``exc``'s own text holds one, the error is not chained to it (a
+    traceback would print it).
+    """
+    text = str(exc)
+    leaked = any(secret in text for secret in secrets)
+    for secret in secrets:
+        text = text.replace(secret, "[redacted]")
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     kind: type[httpx.TransportError]
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         kind = httpx.ConnectTimeout  # waiting for the pool, or the TCP/TLS handshake
@@ -74,7 +85,12 @@ def map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportErro
         kind = httpx.RemoteProtocolError  # a malformed answer: status line, headers too large
     else:
         kind = httpx.ReadError
-    return kind(message, request=request)
+    error = kind(message, request=request)
+    if leaked:
+        error.__suppress_context__ = True
+    else:
+        error.__cause__ = exc
+    return error
 
 
 # The attempt whose request the current task is sending (see _Connector).
@@ -104,16 +120,19 @@ class _Body(httpx.AsyncByteStream):
     """An aiohttp response's body as httpx streams it; closing it before
     the end closes the connection, closing it after hands it back."""
 
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, request: httpx.Request, secrets: tuple[str, ...]
+    ) -> None:
         self._response = response
         self._request = request
+        self._secrets = secrets
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise map_error(exc, self._request) from exc
+            raise map_error(exc, self._request, self._secrets)  # noqa: B904 - chained in map_error
 
     async def aclose(self) -> None:
         if self._response.content.at_eof():
@@ -143,6 +162,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._limits = limits or httpx.Limits()
         self._ssl = verify
         self._proxy = proxy
+        # What of the proxy URL must never appear in an error: its user info.
+        self._secrets = _userinfo(proxy)
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, yarl.URL] = {}
 
@@ -201,7 +222,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 proxy=self._proxy,
             )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise map_error(exc, request) from exc
+            raise map_error(exc, request, self._secrets)  # noqa: B904 - chained in map_error
         finally:
             if token is not None:
                 _PROGRESS.reset(token)
@@ -211,7 +232,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             response.status,
             headers=response.raw_headers,
-            stream=_Body(response, request),
+            stream=_Body(response, request, self._secrets),
             extensions=extensions,
             request=request,
         )
@@ -223,3 +244,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 
 _AUTO_HEADERS = ("user-agent", "accept", "accept-encoding")
+
+
+def _userinfo(proxy: str | None) -> tuple[str, ...]:
+    """A proxy URL's password and ``user:password`` (as written and unescaped)."""
+    if proxy is None:
+        return ()
+    url = httpx.URL(proxy)
+    if not url.password:
+        return ()
+    raw = url.userinfo.decode("ascii", "replace")
+    found = {raw, url.password, raw.partition(":")[2]}
+    return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
