@@ -25,6 +25,7 @@ from ._errors import (
     ResponseTooLargeError,
     TransportError,
     UnknownCredentialError,
+    scrub,
 )
 from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
 from ._stack import (
@@ -509,7 +510,8 @@ class AsyncAnalytics:
             response, content = await self._read(request)
         except httpx.TransportError as exc:
             elapsed = time.perf_counter() - started
-            raise _transport_error(spec, endpoint.idempotent, exc, elapsed) from exc
+            failed = _transport_error(spec, endpoint.idempotent, exc, elapsed)
+            raise self._scrubbed(failed, exc)  # noqa: B904 - chained in _scrubbed
         except httpx.DecodingError as exc:
             error = DecodeError(
                 f"{spec.method} {spec.url}: the body could not be decoded: {exc}",
@@ -518,7 +520,7 @@ class AsyncAnalytics:
             error.attempts = attempts_of(exc) or (
                 Attempt(1, type(exc).__name__, time.perf_counter() - started),
             )
-            raise error from exc
+            raise self._scrubbed(error, exc)  # noqa: B904 - chained in _scrubbed
         except ResponseTooLargeError as exc:
             if not exc.attempts:
                 exc.attempts = (Attempt(1, type(exc).__name__, time.perf_counter() - started),)
@@ -566,6 +568,27 @@ class AsyncAnalytics:
         except MemcachierError as error:
             error.attempts = attempts
             raise
+
+    def _scrubbed(self, error: MemcachierError, cause: BaseException) -> MemcachierError:
+        """``error`` with the credentials cut from its message, chained to
+        ``cause`` unless the text of ``cause`` or of what it chains holds them
+        (an engine's parse error may quote a raw header line the server echoed):
+        then the traceback stops at ``error``."""
+        secrets = _secrets(self._headers["Authorization"])
+        text = str(error)
+        if any(secret in text for secret in secrets):
+            error.args = (scrub(text, secrets), *error.args[1:])
+        seen: BaseException | None = cause
+        for _ in range(16):
+            if seen is None:
+                error.__cause__ = cause
+                return error
+            if any(secret in f"{seen!s} {seen!r}" for secret in secrets):
+                break
+            seen = seen.__cause__ or seen.__context__
+        error.__cause__ = None
+        error.__suppress_context__ = True
+        return error
 
     def _spec(
         self, endpoint: p.Endpoint[T], cache_id: int | None, username: str | None, body: Any

@@ -256,13 +256,17 @@ _SECRET_HEADERS = frozenset(
 )
 
 
-def public_headers(headers: Iterable[tuple[str, str]]) -> Mapping[str, str]:
-    """Response headers as a read-only mapping, without the secret-bearing ones."""
+def public_headers(
+    headers: Iterable[tuple[str, str]], secrets: Sequence[str] = ()
+) -> Mapping[str, str]:
+    """Response headers as a read-only mapping, without the secret-bearing ones,
+    and with any of ``secrets`` a server echoed in another one cut out."""
     kept: dict[str, str] = {}
     for name, value in headers:
         key = name.lower()
         if key in _SECRET_HEADERS:
             continue
+        value = scrub(value, secrets)
         kept[key] = f"{kept[key]}, {value}" if key in kept else value
     return MappingProxyType(kept)
 
@@ -286,14 +290,15 @@ def api_error(
     """
     error = _api_error(
         status_code=status_code,
-        reason=reason,
+        # A reason phrase is the server's text too: it may echo the credentials.
+        reason=scrub(reason, secrets),
         method=method,
         url=url,
         text=text,
         retry_after=retry_after,
         secrets=secrets,
     )
-    error.headers = public_headers(headers)
+    error.headers = public_headers(headers, secrets)
     return error
 
 
