@@ -22,6 +22,28 @@ from . import render as r
 
 # --- emulator -------------------------------------------------------------
 
+# Operations per second of `--traffic fill` without a rate: with the default
+# three 64 MiB servers, about a quarter of an hour until they evict.
+_FILL_RATE = 200.0
+
+
+def _traffic(value: str) -> tuple[str, float]:
+    """``--traffic``: a rate of mixed traffic, or ``fill`` / ``fill:OPS`` (new keys only)."""
+    text = value.strip()
+    profile, rate = ("fill", text[5:]) if text.startswith("fill:") else ("mixed", text)
+    if text == "fill":
+        return ("fill", _FILL_RATE)
+    try:
+        ops = float(rate)
+    except ValueError:
+        ops = -1.0
+    if not 0 <= ops < float("inf"):
+        raise click.BadParameter(
+            f"expected operations per second (a number >= 0), fill or fill:OPS, not {value!r}",
+            param_hint="'--traffic'",
+        )
+    return (profile, ops)
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -40,10 +62,11 @@ from . import render as r
 )
 @click.option(
     "--traffic",
-    default=200.0,
+    default="200",
     show_default=True,
-    type=click.FloatRange(0),
-    help="Simulated operations per second (simulated servers only).",
+    metavar="OPS|fill[:OPS]",
+    help="Simulated operations per second (simulated servers only); 'fill' (or fill:OPS) "
+    f"stores new keys only, {_FILL_RATE:g}/s, so memory grows until the servers evict.",
 )
 @click.option(
     "--history-interval",
@@ -64,7 +87,7 @@ def emulator(
     port: int,
     memcached: str | None,
     servers: int,
-    traffic: float,
+    traffic: str,
     history_interval: float,
     db: str | None,
     username: str | None,
@@ -74,6 +97,7 @@ def emulator(
 
     It prints the base URL and the credentials of its caches.
     """
+    profile, rate = _traffic(traffic)
     sources: int | list[str] = servers
     if memcached:
         sources = [s.strip() for s in memcached.split(",") if s.strip()]
@@ -82,7 +106,8 @@ def emulator(
             servers=sources,
             username=username,
             password=password,
-            traffic=traffic,
+            traffic=rate,
+            traffic_profile=profile,
             history_interval=history_interval,
             database=db,
         )
