@@ -19,10 +19,13 @@ import respx
 from memcachier_async import (
     AsyncAnalytics,
     Capacity,
+    DecodeError,
     HistoryRecord,
     RetryPolicy,
     ServerCapacity,
+    ServerError,
     capacity,
+    fan_out,
     to_dict,
     to_json,
 )
@@ -315,3 +318,26 @@ def test_capacity_serialises_like_the_other_models() -> None:
     assert set(data) == {a.name for a in Capacity.__attrs_attrs__}
     assert set(data["servers"][A]) == {a.name for a in ServerCapacity.__attrs_attrs__}
     assert to_dict(found)["suggested_limit_bytes"] == found.suggested_limit_bytes
+
+
+async def test_fan_out_capacity_keeps_each_caches_failure_its_own() -> None:
+    """fan_out(..., AsyncAnalytics.capacity): a history that does not decode and a 500 are
+    those caches' errors; the good cache gets its advice."""
+    good = growing(A, 100_000, 500)
+    with respx.mock(base_url=BASE) as router:
+        router.get("/1/history").respond(json=good)
+        router.get("/2/history").respond(json=[{"server": A, "stats": {}, "timestamp": "x"}])
+        router.get("/3/history").respond(500, text="Server error")
+        targets = [
+            AsyncAnalytics(f"cache{i}", "pw", cache_id=i, retry=RetryPolicy.disabled())
+            for i in (1, 2, 3)
+        ]
+        async with fan_out(targets, AsyncAnalytics.capacity) as results:
+            found = {result.index: result async for result in results}
+        for api in targets:
+            await api.aclose()
+    assert found[0].value == capacity(records_of(good))
+    assert isinstance(found[1].error, DecodeError)
+    assert isinstance(found[2].error, ServerError)
+    assert found[1].value is None
+    assert found[2].value is None
