@@ -14,10 +14,12 @@ from rich.console import Console
 from memcachier_async import (
     AsyncAnalytics,
     PermissionDeniedError,
+    capacity,
     history_series,
 )
 from memcachier_async.testing import Emulator, SimulatedServer
 
+from . import advise
 from . import render as r
 
 # --- emulator -------------------------------------------------------------
@@ -165,7 +167,7 @@ _MIB = 1024 * 1024
     "--tcp", is_flag=True, help="Serve the emulator on loopback TCP instead of in process."
 )
 def demo(tcp: bool) -> None:
-    """Tour the SDK against an emulated cache: stats, history, credentials, flush."""
+    """Tour the SDK against an emulated cache: stats, history, credentials, flush, capacity."""
     console = Console(highlight=False)
     started = time.perf_counter()
     anyio.run(_demo, console, tcp)
@@ -233,6 +235,10 @@ async def _tour(console: Console, api: AsyncAnalytics) -> None:
         "(memcached flushes lazily: items and memory fall as keys are next touched)",
         style="dim",
     )
+
+    _step(console, 6, "Capacity advice", "GET /<id>/history, then capacity()")
+    records = await api.history()
+    console.print(advise.one_cache("demo", records, capacity(records), console.width))
 
 
 async def _credentials(console: Console, api: AsyncAnalytics) -> None:
