@@ -8,6 +8,7 @@ sizes) for a fleet. Tables are read at 80 columns, as in a terminal.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -22,10 +23,11 @@ import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner, Result
+from rich.console import Console
 
-from memcachier_async import AsyncAnalytics
+from memcachier_async import AsyncAnalytics, HistoryRecord, capacity
 from memcachier_async._cli import main
-from memcachier_async._cli.advise import fmt_duration
+from memcachier_async._cli.advise import _short_names, fmt_duration, one_cache
 from memcachier_async._emulator._sources import FillTraffic
 from memcachier_async.testing import Emulator, SimulatedServer
 
@@ -268,3 +270,42 @@ def test_advise_fails_as_the_other_commands_when_no_cache_answers(fleet: Path) -
     assert "Traceback" not in result.output
     both = run("advise", "--config", str(fleet), "--cache", "wrong", "--cache", "wrong")
     assert both.exit_code == 3
+
+
+def rendered(records: list[HistoryRecord]) -> str:
+    console = Console(width=WIDTH, record=True, file=io.StringIO())
+    console.print(one_cache("c", records, capacity(records), console.width))
+    return console.export_text()
+
+
+def history_of(emulator: Emulator) -> list[HistoryRecord]:
+    async def read() -> list[HistoryRecord]:
+        async with emulator.client() as api:
+            return await api.history()
+
+    return anyio.run(read)
+
+
+def test_one_cache_without_history_or_growth_says_so() -> None:
+    """No records: nothing to advise; a flat single server: its full name, not filling."""
+    assert "No history yet: nothing to advise." in rendered([])
+    idle = Emulator(servers=1, history_interval=60.0)
+    idle.backfill(3, ops_per_sample=0)
+    text = rendered(history_of(idle))
+    assert "Cache c: 1 server (….c1561.memcachier.test:11211)" in text
+    assert re.search(r"^ mc1 \*\s+0 B\s+64\.0 MiB\s+0\.0%\s+0 B/s\s+–\s+0\s+– $", text, re.M)
+    assert "no server is filling" in text
+    assert "0 B/s" in text
+    assert "No evictions in the window." in text
+    assert_fits(text)
+
+
+def test_short_names_keep_names_without_a_shared_domain() -> None:
+    """Servers sharing no dotted suffix keep their whole names, and no suffix is shown."""
+    assert _short_names(["a:1", "b:1"]) == ({"a:1": "a:1", "b:1": "b:1"}, "")
+    assert _short_names(["a:1"]) == ({"a:1": "a:1"}, "")
+    assert _short_names([]) == ({}, "")
+    assert _short_names(["mc1.x.test:1", "mc2.x.test:1"]) == (
+        {"mc1.x.test:1": "mc1", "mc2.x.test:1": "mc2"},
+        ".x.test:1",
+    )

@@ -76,14 +76,15 @@ def _usage(server: ServerCapacity) -> float | None:
 
 def _short_names(names: Sequence[str]) -> tuple[dict[str, str], str]:
     """Names without the domain they all share (``mc1`` of ``mc1.x.example:11211``), and it."""
-    if len(names) < 2:
-        return {n: n for n in names}, ""
-    suffix = names[0]
+    if not names:
+        return {}, ""
+    # One server: its domain is the part after its first label.
+    suffix = names[0] if len(names) > 1 else names[0][names[0].find(".") :]
     for name in names[1:]:
         while not name.endswith(suffix):
             suffix = suffix[1:]
     cut = suffix.find(".")
-    if cut < 0:
+    if cut < 0 or "." not in names[0]:
         return {n: n for n in names}, ""
     shared = suffix[cut:]
     return {n: n[: len(n) - len(shared)] for n in names}, shared
@@ -128,11 +129,13 @@ def projection(samples: Sequence[tuple[datetime, int]], server: ServerCapacity, 
 def server_table(name: str, advice: Capacity) -> Table:
     """One row per server: memory, fill rate, time until full, evictions and memory needed."""
     names, shared = _short_names(sorted(advice.servers))
-    title = f"Cache {r.safe(name)}: {len(advice.servers)} servers"
+    count = len(advice.servers)
+    title = f"Cache {r.safe(name)}: {count} server{'' if count == 1 else 's'}"
     if shared:
         title += f" (…{r.safe(shared)})"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("Server", no_wrap=True)
+    # A name longer than this is cut (with an ellipsis) rather than squeezing the numbers.
+    table.add_column("Server", no_wrap=True, max_width=24)
     for header in ("Used", "Limit", "Use", "Fill", "Full in", "Evicted", "Needs"):
         table.add_column(header, justify="right", no_wrap=True)
     for server_name in sorted(advice.servers):
