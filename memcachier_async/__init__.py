@@ -1,5 +1,6 @@
 """memcachier-async: an async client of the MemCachier Analytics API."""
 
+from ._capacity import capacity
 from ._client import (
     DEFAULT_BASE_URL,
     DEFAULT_LIMITS,
@@ -34,9 +35,11 @@ from ._insight import (
 from ._logs import setup_from_env as _setup_logging_from_env
 from ._models import (
     Capabilities,
+    Capacity,
     Credential,
     HistoryRecord,
     NewCredential,
+    ServerCapacity,
     ServerStats,
     Stats,
 )
@@ -59,6 +62,7 @@ __all__ = [
     "CacheResult",
     "CacheTimeout",
     "Capabilities",
+    "Capacity",
     "Credential",
     "DecodeError",
     "FanOut",
@@ -81,6 +85,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "RetryTransport",
+    "ServerCapacity",
     "ServerError",
     "ServerMemory",
     "ServerStats",
@@ -89,6 +94,7 @@ __all__ = [
     "UnknownCredentialError",
     "__version__",
     "add_hooks",
+    "capacity",
     "fan_out",
     "history_series",
     "insight",

@@ -16,6 +16,7 @@ import attrs
 import httpx
 
 from . import _protocol as p
+from ._capacity import capacity as _capacity_of
 from ._convert import ID_LIMIT, THREAD_FROM
 from ._errors import (
     Attempt,
@@ -27,7 +28,7 @@ from ._errors import (
     UnknownCredentialError,
     scrub,
 )
-from ._models import Capabilities, Credential, HistoryRecord, NewCredential, Stats
+from ._models import Capabilities, Capacity, Credential, HistoryRecord, NewCredential, Stats
 from ._stack import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
@@ -694,6 +695,12 @@ class AsyncAnalytics:
     async def history(self) -> list[HistoryRecord]:
         """The cache's stats history, oldest first; servers interleave."""
         return await self._send(p.HISTORY)
+
+    async def capacity(self) -> Capacity:
+        """Capacity advice from the cache's history: one :meth:`history` call, then
+        :func:`capacity` (which server fills up next, when, and what size would have
+        held what it evicted)."""
+        return _capacity_of(await self.history())
 
     async def flush(self) -> None:
         """Remove every item from the cache (needs the flush capability).

@@ -18,12 +18,14 @@ __all__ = [
     "COUNTERS",
     "GAUGES",
     "Capabilities",
+    "Capacity",
     "Credential",
     "EpochMillis",
     "EpochSeconds",
     "HistoryRecord",
     "MemoryUsage",
     "NewCredential",
+    "ServerCapacity",
     "ServerMemory",
     "ServerStats",
     "Stats",
@@ -261,3 +263,63 @@ def memory_of(stats: Stats) -> MemoryUsage:
         default=None,
     )
     return MemoryUsage(used=used, limit=limit, usage=ratio(used, limit), fullest=fullest)
+
+
+# --- capacity (computed by ``_capacity.capacity``) ------------------------------------
+
+
+@attrs.frozen
+class ServerCapacity:
+    """One server's memory over a history window, and when it runs out.
+
+    ``used_bytes``, ``limit_bytes`` and ``items`` are the server's latest
+    ``bytes``, ``limit_maxbytes`` and ``curr_items``. ``fill_rate`` is bytes
+    per second, the least-squares slope of ``bytes`` against the sample time
+    since the server's last restart. ``seconds_until_full`` is ``0.0`` for a
+    full server (``used_bytes >= limit_bytes``, or ``evictions`` rose between
+    its last two samples), ``(limit_bytes - used_bytes) / fill_rate`` while
+    it fills, else ``None``. ``evictions`` (reset-safe) and ``eviction_rate``
+    (per second) cover the window; ``first_eviction`` is the first sample at
+    which evictions rose. ``needed_bytes`` is the memory that would also have
+    held every item evicted in the window, at the current mean item size:
+    ``used_bytes + evictions * (used_bytes // items)``, or ``None`` without
+    evictions or items.
+    """
+
+    server: str
+    used_bytes: int
+    limit_bytes: int
+    items: int
+    fill_rate: float
+    seconds_until_full: float | None
+    evictions: int
+    eviction_rate: float
+    first_eviction: datetime | None
+    needed_bytes: int | None
+
+
+def _capacity_view(value: Mapping[str, ServerCapacity]) -> Mapping[str, ServerCapacity]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen
+class Capacity:
+    """A cache's capacity advice from its history: which server fills up next, and when.
+
+    ``servers`` has one :class:`ServerCapacity` per server of the history;
+    ``window`` is the first and last sampling time. ``fullest`` is the
+    server with the smallest ``seconds_until_full`` (ties, and servers that
+    are not filling, broken by the highest ``used_bytes / limit_bytes``),
+    and ``seconds_until_full`` is its. ``evicting`` says whether some server
+    evicted items in the window; then ``suggested_limit_bytes`` is the
+    plan size that would have held them (a plan's memory is split evenly
+    across its servers: the number of servers times the largest
+    ``needed_bytes``), else ``None``.
+    """
+
+    servers: Mapping[str, ServerCapacity] = attrs.field(converter=_capacity_view)
+    window: tuple[datetime, datetime]
+    fullest: ServerCapacity | None
+    seconds_until_full: float | None
+    evicting: bool
+    suggested_limit_bytes: int | None

@@ -34,6 +34,7 @@ from ._convert import _FAST as _CONVERTER
 from ._insight import Insight, ProcessedStats
 from ._models import (
     Capabilities,
+    Capacity,
     Credential,
     DigitString,
     EpochMillis,
@@ -41,6 +42,7 @@ from ._models import (
     HistoryRecord,
     MemoryUsage,
     NewCredential,
+    ServerCapacity,
     ServerMemory,
     ServerStats,
     Stats,
@@ -51,12 +53,14 @@ __all__ = ["MODELS", "to_dict", "to_json"]
 #: Every model class :func:`to_dict` and pydantic know.
 MODELS: tuple[type, ...] = (
     Capabilities,
+    Capacity,
     Credential,
     HistoryRecord,
     Insight,
     MemoryUsage,
     NewCredential,
     ProcessedStats,
+    ServerCapacity,
     ServerMemory,
     ServerStats,
     Stats,
@@ -155,6 +159,13 @@ def _field_schema(tp: Any) -> dict[str, Any]:
         return {"anyOf": [{"type": "null"} if a is type(None) else _field_schema(a) for a in args]}
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         return {"type": "array", "items": _field_schema(args[0])}
+    if origin is tuple:  # a fixed length: Capacity.window, (start, end)
+        return {
+            "type": "array",
+            "prefixItems": [_field_schema(a) for a in args],
+            "minItems": len(args),
+            "maxItems": len(args),
+        }
     if origin in (dict, Mapping) or (origin is not None and issubclass(origin, Mapping)):
         return {"type": "object", "additionalProperties": _field_schema(args[1])}
     raise TypeError(f"no JSON schema for {tp!r}")  # pragma: no cover - a new field type

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from memcachier_async import AsyncAnalytics
 from memcachier_async._cli import main
 
-STEPS = ("1. Log in", "2. Stats", "3. History", "4. Credentials", "5. Flush")
+STEPS = ("1. Log in", "2. Stats", "3. History", "4. Credentials", "5. Flush", "6. Capacity")
 
 
 @pytest.mark.parametrize("args", [[], ["--tcp"]], ids=["in-process", "tcp"])
@@ -32,6 +32,10 @@ def test_demo_runs_every_step(args: list[str]) -> None:
     assert "the last five intervals" in result.output
     assert "deleted" in result.output
     assert result.output.count("0 → 1") == 3
+    # It ends with the capacity advice for its cache: a row per server, and the advice.
+    advice = result.output.split("6. Capacity advice", 1)[1]
+    assert len(re.findall(r"^ mc\d", advice, re.M)) == 3
+    assert re.search(r"(is full now|fills first|no server is filling)", advice)
     assert "Done in" in result.output
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ import pytest
 import respx
 from docs_examples import page_code
 
-from memcachier_async import AsyncAnalytics, CacheCredentials, RetryPolicy
-from memcachier_async.testing import Emulator
+from memcachier_async import AsyncAnalytics, CacheCredentials, HistoryRecord, RetryPolicy, capacity
+from memcachier_async._convert import structure
+from memcachier_async.testing import STATS_FIELDS, Emulator, SimulatedServer
 
 pytestmark = pytest.mark.anyio
 
@@ -30,6 +32,8 @@ def insight_examples() -> dict[str, Any]:
         "check_all",
         "tagged_check",
         "poll",
+        "capacity_report",
+        "runs_out_first",
     } <= (code.keys())
     return code
 
@@ -161,3 +165,80 @@ async def test_poll_example(
     # make the numbers skip (round 3 instead of 2), so only that is pinned.
     assert lines
     assert all(line.startswith("round ") and not line.startswith("round 0 ") for line in lines)
+
+
+def filling_emulator() -> Emulator:
+    """Two caches under fill traffic, with ten minutes of history: 'tiny' (two 40 kB servers)
+    evicts, 'big' (two 64 MiB servers) fills slowly."""
+    emulator = Emulator(servers=None, traffic_profile="fill", history_interval=60.0)
+    for name, size in (("tiny", 40_000), ("big", 64 * 2**20)):
+        cache = emulator.add_cache(
+            [SimulatedServer(f"mc{i}.{name}.test:11211", limit_maxbytes=size) for i in (1, 2)]
+        )
+        cache.add_credential(f"user-{name}", f"pw-{name}", primary=True)
+    emulator.backfill(10, ops_per_sample=40)
+    return emulator
+
+
+async def test_capacity_report_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """capacity_report, over TCP: a line per server, the one that runs out first, the plan."""
+    code = insight_examples()
+    emulator = filling_emulator()
+    async with (
+        emulator,
+        emulator.serve() as base_url,
+        AsyncAnalytics("user-tiny", "pw-tiny", base_url=base_url) as api,
+    ):
+        await code["capacity_report"](api)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    for line, server in zip(lines, ("mc1.tiny.test:11211", "mc2.tiny.test:11211"), strict=False):
+        assert re.fullmatch(rf"{re.escape(server)}: [\d,]+ of 40,000 bytes, .* evicted", line)
+    assert re.fullmatch(r"runs out first: mc\d\.tiny\.test:11211", lines[2])
+    assert re.fullmatch(r"a plan of [\d,]+ bytes would have held what it evicted", lines[3])
+
+
+async def test_runs_out_first_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """runs_out_first, over TCP: the evicting cache first, a refused one printed and left out."""
+    code = insight_examples()
+    emulator = filling_emulator()
+    targets = [
+        CacheCredentials("user-big", "pw-big"),
+        CacheCredentials("user-tiny", "pw-tiny"),
+        CacheCredentials("user-big", "wrong"),
+    ]
+    async with emulator, emulator.serve() as base_url:
+        ranked = await code["runs_out_first"](targets, base_url=base_url)
+    assert ranked == ["user-tiny", "user-big"]
+    assert capsys.readouterr().out.splitlines() == ["user-big: AuthenticationError"]
+
+
+def test_capacity_worked_example() -> None:
+    """The worked example of the insight page, computed: every number it states."""
+
+    def record(server: str, at: int, used: int, items: int, evictions: int) -> HistoryRecord:
+        fields = dict.fromkeys(STATS_FIELDS, 0)
+        fields.update(bytes=used, curr_items=items, evictions=evictions, limit_maxbytes=1_000_000)
+        fields["time"] = 1_700_000_000 + at
+        body = {"memcachier_id": "11", "server": server, "stats": fields}
+        body["timestamp"] = str((1_700_000_000 + at) * 1000)
+        return structure(body, HistoryRecord, "history")
+
+    b_evictions = (100, 100, 130, 160)
+    records = [record("a", 60 * i, 400_000 + 30_000 * i, 4000 + 300 * i, 0) for i in range(4)]
+    records += [record("b", 60 * i, 990_000, 9900, b_evictions[i]) for i in range(4)]
+    advice = capacity(records)
+    a, b = advice.servers["a"], advice.servers["b"]
+    assert a.fill_rate == pytest.approx(500)
+    assert a.seconds_until_full == pytest.approx(1020)
+    assert a.needed_bytes is None
+    assert (b.fill_rate, b.seconds_until_full, b.evictions) == (0.0, 0.0, 60)
+    assert b.eviction_rate == pytest.approx(60 / 180)
+    assert b.first_eviction == records[6].timestamp
+    assert b.needed_bytes == 996_000
+    assert advice.fullest == b
+    assert advice.evicting
+    assert advice.suggested_limit_bytes == 1_992_000
+    page = (Path(__file__).parent.parent / "docs" / "insight.md").read_text()
+    for stated in ("500 B/s", "1,020 s", "996,000", "1,992,000", "60 / 180"):
+        assert stated in page

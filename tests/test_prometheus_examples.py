@@ -120,6 +120,10 @@ def test_the_dashboard_uses_only_exported_names(exported: set[str]) -> None:
         "memcachier_up",
         "memcachier_probe_duration_seconds",
         "memcachier_exporter_build_info",
+        # Capacity advice (poll mode).
+        "memcachier_capacity_seconds_until_full",
+        "memcachier_capacity_fill_rate_bytes_per_second",
+        "memcachier_capacity_suggested_limit_bytes",
     } <= used
 
 
@@ -145,4 +149,9 @@ def test_the_alert_rules_use_only_exported_names(exported: set[str]) -> None:
     queries = [line.split(" #")[0] for line in lines if not line.strip().startswith(prose)]
     used = set(NAME.findall("\n".join(queries)))
     assert used - exported == set()
-    assert {"memcachier_up", "memcached_up", "memcached_items_evicted_total"} <= used
+    assert {
+        "memcachier_up",
+        "memcached_up",
+        "memcached_items_evicted_total",
+        "memcachier_capacity_seconds_until_full",
+    } <= used

@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from memcachier_async._version import __version__
 
-from . import demo, export, manage, read, watch
+from . import advise, demo, export, manage, read, watch
 from .common import configure_logging, interrupted
 
 
@@ -56,5 +56,5 @@ def main(verbose: int) -> None:
     click.get_current_context().call_on_close(configure_logging(verbose))
 
 
-for _module in (read, manage, watch, export, demo):
+for _module in (read, manage, watch, advise, export, demo):
     _module.register(main)

@@ -18,10 +18,12 @@ from rich.console import Console
 from memcachier_async import (
     AsyncAnalytics,
     PermissionDeniedError,
+    capacity,
     history_series,
 )
 from memcachier_async.testing import EmulatedCache, EmulatedCredential, Emulator, SimulatedServer
 
+from . import advise
 from . import render as r
 from .common import interrupted
 
@@ -31,6 +33,28 @@ from .common import interrupted
 _MAX_CACHES = 10_000
 # The caches whose credentials are printed one by one; the config has them all.
 _LISTED_CACHES = 5
+
+# Operations per second of `--traffic fill` without a rate: with the default
+# three 64 MiB servers, about a quarter of an hour until they evict.
+_FILL_RATE = 200.0
+
+
+def _traffic(value: str) -> tuple[str, float]:
+    """``--traffic``: a rate of mixed traffic, or ``fill`` / ``fill:OPS`` (new keys only)."""
+    text = value.strip()
+    profile, rate = ("fill", text[5:]) if text.startswith("fill:") else ("mixed", text)
+    if text == "fill":
+        return ("fill", _FILL_RATE)
+    try:
+        ops = float(rate)
+    except ValueError:
+        ops = -1.0
+    if not 0 <= ops < float("inf"):
+        raise click.BadParameter(
+            f"expected operations per second (a number >= 0), fill or fill:OPS, not {value!r}",
+            param_hint="'--traffic'",
+        )
+    return (profile, ops)
 
 
 @click.command()
@@ -50,10 +74,11 @@ _LISTED_CACHES = 5
 )
 @click.option(
     "--traffic",
-    default=200.0,
+    default="200",
     show_default=True,
-    type=click.FloatRange(0),
-    help="Simulated operations per second (simulated servers only).",
+    metavar="OPS|fill[:OPS]",
+    help="Simulated operations per second (simulated servers only); 'fill' (or fill:OPS) "
+    f"stores new keys only, {_FILL_RATE:g}/s, so memory grows until the servers evict.",
 )
 @click.option(
     "--history-interval",
@@ -90,7 +115,7 @@ def emulator(
     port: int,
     memcached: str | None,
     servers: int,
-    traffic: float,
+    traffic: str,
     history_interval: float,
     db: str | None,
     username: str | None,
@@ -105,6 +130,7 @@ def emulator(
     export MEMCACHIER_*= lines that point the SDK and the other commands
     at its first cache.
     """
+    profile, rate = _traffic(traffic)
     sources: int | list[str] = servers
     if memcached:
         sources = [s.strip() for s in memcached.split(",") if s.strip()]
@@ -117,7 +143,8 @@ def emulator(
             servers=sources,
             username=username,
             password=password,
-            traffic=traffic,
+            traffic=rate,
+            traffic_profile=profile,
             history_interval=history_interval,
             database=db,
         )
@@ -250,7 +277,7 @@ _MIB = 1024 * 1024
     "--tcp", is_flag=True, help="Serve the emulator on loopback TCP instead of in process."
 )
 def demo(tcp: bool) -> None:
-    """Tour the SDK against an emulated cache: stats, history, credentials, flush."""
+    """Tour the SDK against an emulated cache: stats, history, credentials, flush, capacity."""
     console = Console(highlight=False)
     started = time.perf_counter()
     anyio.run(_demo, console, tcp)
@@ -318,6 +345,10 @@ async def _tour(console: Console, api: AsyncAnalytics) -> None:
         "(memcached flushes lazily: items and memory fall as keys are next touched)",
         style="dim",
     )
+
+    _step(console, 6, "Capacity advice", "GET /<id>/history, then capacity()")
+    records = await api.history()
+    console.print(advise.one_cache("demo", records, capacity(records), console.width))
 
 
 async def _credentials(console: Console, api: AsyncAnalytics) -> None:

@@ -85,6 +85,15 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     help="Poll mode: time between polls of every cache.",
 )
 @click.option(
+    "--history-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Poll mode: read each cache's history this often, in the background, for the "
+    "memcachier_capacity_* gauges (capacity advice; never on the scrape path).",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
@@ -174,6 +183,7 @@ def export(
     listen: str,
     mode: Mode,
     interval: float,
+    history_interval: float,
     timeout: float | None,
     shard: str | None,
     max_concurrent_probes: int,
@@ -248,6 +258,7 @@ def export(
                 shard=parts,
                 max_probes=max_concurrent_probes,
                 probe_cache_ttl=probe_cache_ttl,
+                history_interval=history_interval,
             )
             stack = contextlib.AsyncExitStack()
             try:

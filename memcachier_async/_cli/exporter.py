@@ -45,11 +45,19 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from memcachier_async._client import AsyncAnalytics
+from memcachier_async._fanout import fan_out
 from memcachier_async._poll import PollResult, watch
 from memcachier_async._version import __version__
 from memcachier_async.contrib.prometheus import ClientMetrics
 
-from .metrics import METRICS_CONTENT_TYPE, ExporterState, FailureLog, StatsCollector, render
+from .metrics import (
+    METRICS_CONTENT_TYPE,
+    ExporterState,
+    FailureLog,
+    StatsCollector,
+    logger,
+    render,
+)
 from .probe import SCRAPE_TIMEOUT_HEADER, ProbeBusy, Prober, probe_families, probe_timeout
 from .serving import ServerSettings, serve_asgi
 
@@ -152,6 +160,10 @@ class Exporter:
     ``/sd`` serve every cache. ``max_probes`` bounds the probes running at
     once, and probes of one cache share a call for ``probe_cache_ttl``
     seconds (see :mod:`.probe`).
+
+    In poll mode, a background task reads each polled cache's history every
+    ``history_interval`` seconds (``None``: never) and serves its capacity
+    advice as ``memcachier_capacity_*`` gauges; a scrape never waits for it.
     """
 
     def __init__(
@@ -165,9 +177,13 @@ class Exporter:
         shard: tuple[int, int] | None = None,
         max_probes: int = 64,
         probe_cache_ttl: float = 1.0,
+        history_interval: float | None = 600.0,
     ) -> None:
         if not interval > 0:
             raise ValueError("interval must be positive seconds")
+        if history_interval is not None and not history_interval > 0:
+            raise ValueError("history_interval must be positive seconds, or None")
+        self.history_interval = history_interval
         if mode not in ("poll", "probe"):
             raise ValueError(f"mode must be 'poll' or 'probe', not {mode!r}")
         self.mode = mode
@@ -238,8 +254,37 @@ class Exporter:
         """One round now: every polled cache's stats."""
         await self.run(rounds=1)
 
+    async def advise(self) -> None:
+        """Read every polled cache's history now and keep its capacity advice.
+
+        A cache whose history call fails keeps its previous advice (logged
+        at debug level: its stats polls report the failure).
+        """
+        # A history is far larger than stats: at least a minute per call.
+        async with fan_out(
+            self._clients,
+            AsyncAnalytics.capacity,
+            timeout=max(self.timeout, 60.0),
+            concurrency=self.concurrency,
+        ) as results:
+            async for result in results:
+                name = self._names[result.index]
+                if result.value is not None:
+                    self.state.record_capacity(name, result.value)
+                else:
+                    logger.debug("cache %r: no capacity advice: %r", name, result.error)
+
+    async def _advise_every(self, interval: float) -> None:
+        while True:
+            await self.advise()
+            await anyio.sleep(interval)
+
     async def run(self, *, rounds: int | None = None) -> None:
-        """Poll every ``interval`` seconds, ``rounds`` times or until cancelled."""
+        """Poll every ``interval`` seconds, ``rounds`` times or until cancelled.
+
+        After the first round, the history of every polled cache is read
+        every ``history_interval`` seconds in the background.
+        """
         poller = watch(
             self._clients,
             self.interval,
@@ -248,9 +293,13 @@ class Exporter:
             concurrency=self.concurrency,
         )
         with self.client_metrics:
-            async with poller:
-                async for done in poller:
-                    self._record(done.results, anyio.current_time() - done.due)
+            async with anyio.create_task_group() as group:
+                async with poller:
+                    async for done in poller:
+                        self._record(done.results, anyio.current_time() - done.due)
+                        if self.rounds == 1 and self.history_interval and self._clients:
+                            group.start_soon(self._advise_every, self.history_interval)
+                group.cancel_scope.cancel()  # the history task, once polling is done
 
     # --- routes ------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from memcachier_async._errors import (
     ServerError,
     TransportError,
 )
-from memcachier_async._models import ServerStats, Stats
+from memcachier_async._models import Capacity, ServerStats, Stats
 
 from .common import describe_error
 
@@ -54,6 +54,7 @@ __all__ = [
     "Families",
     "StateView",
     "StatsCollector",
+    "capacity_families",
     "describe_failure",
     "error_kind",
     "render",
@@ -216,6 +217,7 @@ class ExporterState:
         self._skipped: Counter[str] = Counter()
         self._errors: Counter[tuple[str, str]] = Counter()
         self._round_duration: float | None = None
+        self._capacity: dict[str, Capacity] = {}
 
     @property
     def caches(self) -> tuple[str, ...]:
@@ -235,6 +237,11 @@ class ExporterState:
             self._samples[cache] = sample
             self._polls[cache] += 1
             self._errors[(cache, sample.error)] += 1
+
+    def record_capacity(self, cache: str, advice: Capacity) -> None:
+        """The cache's latest capacity advice (from its history, read in the background)."""
+        with self._lock:
+            self._capacity[cache] = advice
 
     def record_skipped(self, cache: str) -> None:
         """A round found the cache's previous call still running, and did not call again."""
@@ -261,6 +268,7 @@ class ExporterState:
                 skipped=dict(self._skipped),
                 errors=dict(self._errors),
                 round_duration=self._round_duration,
+                capacity=dict(self._capacity),
             )
 
 
@@ -275,6 +283,7 @@ class StateView:
     skipped: Mapping[str, int]
     errors: Mapping[tuple[str, str], int]
     round_duration: float | None
+    capacity: Mapping[str, Capacity] = attrs.field(factory=dict)
 
 
 def _sets(stats: ServerStats) -> int:
@@ -371,6 +380,42 @@ def sample_families(caches: Sequence[str], samples: Mapping[str, CacheSample]) -
     yield from _server_families(samples)
 
 
+def capacity_families(advice: Mapping[str, Capacity]) -> Iterator[Metric]:
+    """Each cache's latest capacity advice (``memcachier_async.capacity``) as gauges.
+
+    The time until full is the fullest server's, and absent while no server
+    fills (0 when one is full); the fill rate is the sum of the servers'
+    (the cache's bytes per second); the suggested limit is absent without
+    evictions in the history window.
+    """
+    until = GaugeMetricFamily(
+        "memcachier_capacity_seconds_until_full",
+        "Seconds until the cache's fullest server is full at its fill rate over the history "
+        "(0: full or evicting); absent while no server fills.",
+        labels=["cache"],
+    )
+    fill = GaugeMetricFamily(
+        "memcachier_capacity_fill_rate_bytes_per_second",
+        "The cache's memory growth over its history: the sum of its servers' least-squares "
+        "slopes of bytes, per second.",
+        labels=["cache"],
+    )
+    suggested = GaugeMetricFamily(
+        "memcachier_capacity_suggested_limit_bytes",
+        "A plan size that would have held every item evicted in the history window; absent "
+        "without evictions.",
+        labels=["cache"],
+    )
+    for cache, found in sorted(advice.items()):
+        if found.seconds_until_full is not None:
+            until.add_metric([cache], found.seconds_until_full)
+        if found.servers:
+            fill.add_metric([cache], sum(s.fill_rate for s in found.servers.values()))
+        if found.suggested_limit_bytes is not None:
+            suggested.add_metric([cache], found.suggested_limit_bytes)
+    yield from (until, fill, suggested)
+
+
 def _poll_families(view: StateView) -> Iterator[Metric]:
     """What only poll mode has: round duration, poll counts and errors, last success."""
     duration = GaugeMetricFamily(
@@ -417,6 +462,7 @@ class StatsCollector(Collector):
         view = self._state.view()
         yield from sample_families(view.caches, view.samples)
         yield from _poll_families(view)
+        yield from capacity_families(view.capacity)
 
 
 class Families(Collector):

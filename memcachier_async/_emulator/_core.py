@@ -23,7 +23,13 @@ import attrs
 
 from . import _http as h
 from ._faults import NO_FAULT, Fault, FaultPlan
-from ._sources import MemcachedServer, SimulatedServer, StatsSource, parse_address
+from ._sources import (
+    TRAFFIC_PROFILES,
+    MemcachedServer,
+    SimulatedServer,
+    StatsSource,
+    parse_address,
+)
 from ._state import EmulatedCache, EmulatedCredential, server_spec, source_from_spec
 from ._store import Store
 
@@ -77,7 +83,10 @@ class Emulator:
     (keeping ``history_size`` samples) while the emulator runs: inside
     ``with emulator:``, ``async with emulator:`` or :meth:`serve`; or call
     :meth:`sample`. ``traffic`` is a rate (operations per second) of
-    simulated traffic driven while it runs. ``faults`` is a
+    simulated traffic driven while it runs; ``traffic_profile`` is what it
+    does: ``"mixed"`` (gets, sets, deletes and touches of popular keys) or
+    ``"fill"`` (sets of new keys only, so memory grows steadily until the
+    servers evict). ``faults`` is a
     :class:`FaultPlan`. ``database`` is an SQLite file that keeps caches and
     credentials across restarts; when it already holds caches, they replace
     the default cache.
@@ -96,6 +105,7 @@ class Emulator:
         history_size: int = 1440,
         history_ports: bool = True,
         traffic: float = 0.0,
+        traffic_profile: str = "mixed",
         seed: int = 0,
         database: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.time,
@@ -107,11 +117,17 @@ class Emulator:
             raise ValueError("history_size must be at least 1")
         if traffic < 0:
             raise ValueError("traffic must not be negative")
+        if traffic_profile not in TRAFFIC_PROFILES:
+            raise ValueError(
+                f"traffic_profile must be one of {', '.join(TRAFFIC_PROFILES)}, "
+                f"not {traffic_profile!r}"
+            )
         self.faults = faults
         self.history_interval = history_interval
         self.history_size = history_size
         self.history_ports = history_ports
         self.traffic = traffic
+        self.traffic_profile = traffic_profile
         self.seed = seed
         self.json_errors = json_errors
         self._clock = clock

@@ -18,6 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "STATS_FIELDS",
+    "TRAFFIC_PROFILES",
+    "FillTraffic",
     "MemcachedServer",
     "ServerUnavailable",
     "SimulatedServer",
@@ -309,6 +311,37 @@ class Traffic:
                 server.delete(key)
             else:
                 server.touch(key)
+
+
+class FillTraffic:
+    """Traffic that only stores new keys: memory grows at a steady rate until it evicts.
+
+    Each operation sets a key never used before, with a value of
+    ``value_size`` bytes, on the server its hash picks. Nothing is read or
+    deleted, so every server's ``bytes`` climbs by about ``ops / servers ×
+    (value_size + key and item overhead)`` per call of :meth:`run`, until
+    its memory is full; from then on every set evicts the oldest keys.
+    """
+
+    def __init__(self, servers: Sequence[SimulatedServer], *, value_size: int = 1000) -> None:
+        if not servers:
+            raise ValueError("traffic needs at least one simulated server")
+        if value_size < 0:
+            raise ValueError("value_size must not be negative")
+        self._servers = list(servers)
+        self._size = value_size
+        self._next = 0
+
+    def run(self, ops: int) -> None:
+        """Store ``ops`` new keys."""
+        for _ in range(ops):
+            key = f"fill:{self._next}"
+            self._next += 1
+            self._servers[zlib.crc32(key.encode()) % len(self._servers)].set(key, self._size)
+
+
+#: The traffic profiles an emulator can drive: realistic reads and writes, or a steady fill.
+TRAFFIC_PROFILES: tuple[str, ...] = ("mixed", "fill")
 
 
 def _require_pymemcache() -> Any:

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._sources import MemcachedServer, SimulatedServer, StatsSource, Traffic
+from ._sources import FillTraffic, MemcachedServer, SimulatedServer, StatsSource, Traffic
 
 __all__ = ["CacheOwner", "EmulatedCache", "EmulatedCredential"]
 
@@ -80,6 +80,7 @@ class CacheOwner(Protocol):
     """
 
     seed: int
+    traffic_profile: str
     _lock: threading.RLock
 
     @staticmethod
@@ -128,7 +129,7 @@ class EmulatedCache:
         self._active = active
         # One entry per sampling time: the records of every server then.
         self._history: deque[list[dict[str, Any]]] = deque(maxlen=history_size)
-        self._traffic: Traffic | None = None
+        self._traffic: Traffic | FillTraffic | None = None
 
     def __repr__(self) -> str:
         return (
@@ -163,13 +164,17 @@ class EmulatedCache:
             self._emulator._save_cache(self)
 
     def drive_traffic(self, ops: int) -> None:
-        """Send ``ops`` operations of seeded, realistic traffic to the simulated servers."""
+        """Send ``ops`` operations of traffic to the simulated servers: seeded and
+        realistic, or new keys only with the emulator's ``traffic_profile="fill"``."""
         with self._emulator._lock:
             if self._traffic is None:
                 simulated = [s for s in self._servers if isinstance(s, SimulatedServer)]
                 if not simulated:
                     raise ValueError(f"cache {self.cache_id} has no simulated servers")
-                self._traffic = Traffic(simulated, seed=self._emulator.seed + self.cache_id)
+                if self._emulator.traffic_profile == "fill":
+                    self._traffic = FillTraffic(simulated)
+                else:
+                    self._traffic = Traffic(simulated, seed=self._emulator.seed + self.cache_id)
             traffic = self._traffic
         traffic.run(ops)
 
