@@ -271,17 +271,24 @@ def declared_distributions() -> dict[str, set[str]]:
     project = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["project"]
     groups = {"": project["dependencies"], **project["optional-dependencies"]}
     packages = importlib.metadata.packages_distributions()
+
+    def canonical(name: str) -> str:  # PEP 503: runs of "-", "_" and "." are one "-"
+        return re.sub(r"[-_.]+", "-", name).lower()
+
     by_distribution: dict[str, set[str]] = {}
     for top, distributions in packages.items():
         for distribution in distributions:
-            by_distribution.setdefault(distribution.lower().replace("_", "-"), set()).add(top)
+            by_distribution.setdefault(canonical(distribution), set()).add(top)
     found: dict[str, set[str]] = {}
     for group, requirements in groups.items():
         for requirement in requirements:
             name = re.match(r"[A-Za-z0-9_.-]+", requirement)
             assert name is not None
-            key = name.group(0).lower().replace("_", "-")
-            for top in by_distribution.get(key, {key.replace("-", "_")}):
+            key = canonical(name.group(0))
+            # Without the distribution's own list (Python 3.10 reads only
+            # top_level.txt, which namespace packages lack): its name's modules.
+            guessed = {key.replace("-", "_"), key.partition("-")[0]}
+            for top in by_distribution.get(key, guessed):
                 found.setdefault(top, set()).add(group)
     return found
 

@@ -162,7 +162,11 @@ def run_async(function: Callable[[], Awaitable[T]]) -> T:
         return anyio.run(function)
     except BaseException as raised:
         error = _unwrap(raised)
-        if isinstance(error, KeyboardInterrupt):
+        if isinstance(error, KeyboardInterrupt) or type(error).__name__ == "CancelledError":
+            # Ctrl-C. On Python 3.10, anyio's asyncio runner cancels the main
+            # task on SIGINT and the cancellation itself escapes anyio.run (3.11's
+            # asyncio.Runner turns it into KeyboardInterrupt); nothing else
+            # cancels a command's main task from outside.
             raise interrupted() from None
         if isinstance(error, click.ClickException | click.exceptions.Exit | click.Abort):
             raise error from None
