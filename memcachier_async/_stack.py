@@ -13,7 +13,8 @@ the ``httpx.AsyncClient`` the stack holds, so its event hooks, auth, respx,
 OpenTelemetry and any patch of ``send`` see each one::
 
     own client:   httpx.AsyncClient(transport=RetryTransport(engine))
-                  engine: httpx.AsyncHTTPTransport (http_backend="httpx", httpcore),
+                  engine: httpx.AsyncHTTPTransport pools of at most 16 connections
+                          behind ShardedTransport (http_backend="httpx", httpcore),
                           AiohttpTransport (http_backend="aiohttp"),
                           or the given transport= (a mock, the emulator's)
     given client: used as it is (wrap its transport in RetryTransport to retry)
