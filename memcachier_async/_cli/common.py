@@ -578,6 +578,10 @@ class _NoTrailingSpaces(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        if getattr(self._stream, "closed", False):
+            # This wrapper's finalizer flushes too (Python 3.13 runs it when the
+            # wrapper is collected), possibly after the real stream was closed.
+            return
         if self._partial:
             self._stream.write(self._partial)
             self._partial = ""
