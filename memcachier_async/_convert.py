@@ -427,9 +427,8 @@ def _format(exc: BaseException, type_: Any) -> str:
 def decode(body: bytes, cls: type[T], endpoint: str) -> T:
     """Parse a JSON body and structure it as ``cls``; only :class:`DecodeError` escapes.
 
-    The garbage collector is left alone: it is the application's (an
-    application that decodes big histories may ``gc.freeze()`` after its
-    start-up, see docs/limits.md).
+    The garbage collector is left alone: it is the application's (docs/limits.md
+    says what an application that decodes big histories can set itself).
     """
     return _decode(body, cls, endpoint)
 

@@ -23,11 +23,11 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+from _gate import Gate, wait_until
 from click.testing import CliRunner
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from memcachier_async import AsyncAnalytics, RetryPolicy
 from memcachier_async._cli import main
 from memcachier_async._cli.exporter import Exporter
 from memcachier_async._cli.serving import ServerSettings
@@ -38,42 +38,6 @@ TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Gate:
-    """A mock API whose stats calls wait until released, counting those in flight."""
-
-    def __init__(self) -> None:
-        self.open = anyio.Event()
-        self.in_flight = 0
-        self.calls = 0
-
-    async def handler(self, request: httpx.Request) -> httpx.Response:
-        self.calls += 1
-        self.in_flight += 1
-        try:
-            await self.open.wait()
-        finally:
-            self.in_flight -= 1
-        return httpx.Response(200, json={})
-
-    def client(self) -> AsyncAnalytics:
-        return AsyncAnalytics(
-            "u",
-            "p",
-            cache_id=7,
-            transport=httpx.MockTransport(self.handler),
-            retry=RetryPolicy.disabled(),
-        )
-
-
-async def wait_until(condition: object) -> None:
-    """Poll ``condition`` until true, for at most about 5 s."""
-    for _ in range(1000):
-        if condition():  # type: ignore[operator]
-            return
-        await anyio.sleep(0.005)
-    raise AssertionError("condition never became true")
 
 
 @pytest.fixture

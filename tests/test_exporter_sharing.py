@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from _gate import Gate, wait_until
 from click.testing import CliRunner
 
 from memcachier_async import AsyncAnalytics, RetryPolicy
@@ -25,42 +26,6 @@ from memcachier_async._cli.probe import ProbeBusy, Prober
 from memcachier_async.testing import Emulator
 
 TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
-
-
-class Gate:
-    """A mock API whose stats calls wait until released, counting them."""
-
-    def __init__(self) -> None:
-        self.open = anyio.Event()
-        self.in_flight = 0
-        self.calls = 0
-
-    async def handler(self, request: httpx.Request) -> httpx.Response:
-        self.calls += 1
-        self.in_flight += 1
-        try:
-            await self.open.wait()
-        finally:
-            self.in_flight -= 1
-        return httpx.Response(200, json={})
-
-    def client(self) -> AsyncAnalytics:
-        return AsyncAnalytics(
-            "u",
-            "p",
-            cache_id=7,
-            transport=httpx.MockTransport(self.handler),
-            retry=RetryPolicy.disabled(),
-        )
-
-
-async def wait_until(condition: Any) -> None:
-    """Poll ``condition`` until true, for at most about 5 s."""
-    for _ in range(1000):
-        if condition():
-            return
-        await anyio.sleep(0.005)
-    raise AssertionError("condition never became true")
 
 
 # --- the Prober, on both backends ------------------------------------------------------
