@@ -26,7 +26,7 @@ from ._errors import (
     ResponseTooLargeError,
     TransportError,
     UnknownCredentialError,
-    scrub,
+    scrub_error,
 )
 from ._models import Capabilities, Capacity, Credential, HistoryRecord, NewCredential, Stats
 from ._stack import (
@@ -544,6 +544,8 @@ class AsyncAnalytics:
                 return endpoint.decode(content, endpoint.name)
             except MemcachierError as error:
                 error.attempts = attempts
+                # A decode error's path quotes the body's keys: a server may echo the credentials.
+                scrub_error(error, _secrets(self._headers["Authorization"]))
                 raise
         parse = functools.partial(
             p.parse_response,
@@ -568,6 +570,7 @@ class AsyncAnalytics:
             return await anyio.to_thread.run_sync(parse)
         except MemcachierError as error:
             error.attempts = attempts
+            scrub_error(error, _secrets(self._headers["Authorization"]))
             raise
 
     def _scrubbed(self, error: MemcachierError, cause: BaseException) -> MemcachierError:
@@ -576,9 +579,7 @@ class AsyncAnalytics:
         (an engine's parse error may quote a raw header line the server echoed):
         then the traceback stops at ``error``."""
         secrets = _secrets(self._headers["Authorization"])
-        text = str(error)
-        if any(secret in text for secret in secrets):
-            error.args = (scrub(text, secrets), *error.args[1:])
+        scrub_error(error, secrets)
         seen: BaseException | None = cause
         for _ in range(16):
             if seen is None:

@@ -243,6 +243,33 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+#: The attributes of an SDK exception that hold text a server may have written.
+_TEXT_ATTRIBUTES = ("message", "path", "body")
+
+
+def scrub_error(error: BaseException, secrets: Sequence[str]) -> bool:
+    """Cut ``secrets`` out of ``error``'s text in place: its ``args`` and the
+    text attributes (``message``, ``path``, ``body``) of an SDK exception.
+
+    True when one was there. ``APIError.headers`` are scrubbed as they are
+    built (:func:`public_headers`); a chained cause is the caller's to drop.
+    """
+    found = False
+    args = list(error.args)
+    for index, value in enumerate(args):
+        if isinstance(value, str) and any(s and s in value for s in secrets):
+            args[index] = scrub(value, secrets)
+            found = True
+    if found:
+        error.args = tuple(args)
+    for name in _TEXT_ATTRIBUTES:
+        value = getattr(error, name, None) if isinstance(error, MemcachierError) else None
+        if isinstance(value, str) and any(s and s in value for s in secrets):
+            setattr(error, name, scrub(value, secrets))
+            found = True
+    return found
+
+
 def _summary(text: str) -> str:
     flat = " ".join(text.split())
     if len(flat) > _MESSAGE_BODY_LIMIT:

@@ -28,6 +28,8 @@ from collections.abc import AsyncIterator, Mapping
 
 import httpx
 
+from memcachier_async._errors import scrub
+
 from .rules import PROGRESS_EXTENSION, Progress
 
 try:
@@ -67,8 +69,7 @@ def map_error(
     """
     text = str(exc)
     leaked = any(secret in text for secret in secrets)
-    for secret in secrets:
-        text = text.replace(secret, "[redacted]")
+    text = scrub(text, secrets)
     message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     kind: type[httpx.TransportError]
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
