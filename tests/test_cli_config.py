@@ -207,6 +207,107 @@ def test_plain_http_to_another_host_is_refused() -> None:
     assert "refusing plain http://" in line
 
 
+_ONE_CACHE = "[[cache]]\nname = 'a'\nusername = 'u'\npassword = 's3cret-pw'\n"
+
+
+def run_export(path: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """``export`` in its own process, bounded: a refusal that failed to happen would serve on."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "memcachier_async._cli", "export"),
+            *("--listen", "127.0.0.1:0", "--config", str(path), *flags),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("Error: ")
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "flags"),
+    [
+        ("base_url = 'https://h.example:65536/api/v1'\n" + _ONE_CACHE, []),
+        (_ONE_CACHE + "base_url = 'https://h.example:0/api/v1'\n", []),
+        (_ONE_CACHE, ["--base-url", "https://h.example:99999/api/v1"]),
+    ],
+    ids=["file-default", "file-cache", "flag"],
+)
+def test_a_port_out_of_range_is_a_usage_error(
+    tmp_path: Path, config: str, flags: list[str]
+) -> None:
+    """A base_url port outside 1-65535, in the file (for every cache or for one) or in
+    --base-url: exit 2 with one Error: line naming base_url's port, before any call."""
+    path = write_config(tmp_path / "caches.toml", config)
+    for command in ("stats", "history"):
+        result = run(command, "--config", str(path), *flags)
+        line = assert_one_line_error(result, 2)
+        assert "base_url's port must be from 1 to 65535" in line
+        assert "s3cret-pw" not in result.output
+    code, output = run_export(path, *flags)
+    assert code == 2
+    assert "base_url's port must be from 1 to 65535" in output
+
+
+_PROXY = "socks5://pu:proxy-pw-77@127.0.0.1:1080"
+
+
+@pytest.fixture
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_proxy_environment")
+@pytest.mark.parametrize(
+    ("proxy", "message"),
+    [("ftp://pu:proxy-pw-77@127.0.0.1:21", "ftp:// proxy is not supported"), (_PROXY, "socksio")],
+)
+def test_an_unusable_proxy_in_the_environment_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxy: str, message: str
+) -> None:
+    """ALL_PROXY with a scheme the default engine cannot use (ftp://, or SOCKS without
+    socksio): exit 2 with one Error: line saying so, never the proxy's password."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "socksio" else real(name, *a)
+    )
+    monkeypatch.setenv("ALL_PROXY", proxy)
+    path = write_config(
+        tmp_path / "caches.toml", _ONE_CACHE + "base_url = 'https://h.example/api/v1'\n"
+    )
+    result = run("stats", "--config", str(path))
+    line = assert_one_line_error(result, 2)
+    assert message in line
+    assert "HTTPS_PROXY/ALL_PROXY" in line
+    assert "proxy-pw-77" not in result.output
+
+
+@pytest.mark.usefixtures("no_proxy_environment")
+def test_export_refuses_a_socks_proxy_on_aiohttp(tmp_path: Path) -> None:
+    """export --http-backend aiohttp with ALL_PROXY=socks5://...: aiohttp cannot use it,
+    so exit 2 with one Error: line before serving, never the proxy's password."""
+    pytest.importorskip("aiohttp")
+    path = write_config(
+        tmp_path / "caches.toml", _ONE_CACHE + "base_url = 'https://h.example/api/v1'\n"
+    )
+    code, output = run_export(path, "--http-backend", "aiohttp", env={"ALL_PROXY": _PROXY})
+    assert code == 2
+    assert "socks5:// proxy is not supported by http_backend='aiohttp'" in output
+    assert "proxy-pw-77" not in output
+
+
 def test_emulator_cache_names() -> None:
     """--emulator --cache picks one of the emulated caches; an unknown one is a usage error."""
     result = run("stats", "--emulator", "--cache", "sessions", "--json")
