@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -175,16 +174,6 @@ def section(out: dict[int, dict[str, Any]], meta: dict[str, Any], args: argparse
     return "\n".join(lines)
 
 
-def write(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text, old)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
@@ -213,7 +202,7 @@ def main() -> None:
     finally:
         shutil.rmtree(shared, ignore_errors=True)
     meta["load_end"] = run.load()
-    write(Path(args.out), section(out, meta, args))
+    run.replace_section(Path(args.out), START, END, section(out, meta, args))
     run.log(f"wrote {args.out} in {time.monotonic() - started:.0f} s")
     for what, goal, s, met in targets(out):
         run.log(f"  {'met ' if met else 'MISS'} {what}: {_x(s)} (goal {goal})")

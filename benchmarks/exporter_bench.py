@@ -347,17 +347,6 @@ def versions() -> str:
     return ", ".join(f"{name} {version(name)}" for name in names)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), leaving the rest alone."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text, current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--caches", type=int, default=1000)
@@ -381,7 +370,9 @@ def main() -> None:
     }
     results.update(measure(args))
     results["load_end"] = load()
-    write_section(Path(args.out), section(results, args))
+    import run
+
+    run.replace_section(Path(args.out), BEGIN, END, section(results, args))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"wrote the exporter section of {args.out}")

@@ -79,6 +79,18 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def replace_section(path: Path, start: str, end: str, text: str) -> None:
+    """Put ``text`` (which begins with ``start`` and ends with ``end``) in place of that
+    section of ``path``, or append it; the rest of the file is left as it is."""
+    current = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if pattern.search(current):
+        updated = pattern.sub(lambda _: text, current)
+    else:
+        updated = current.rstrip("\n") + "\n\n" + text
+    path.write_text(updated.rstrip("\n") + "\n")
+
+
 # --- the machine ------------------------------------------------------------
 
 

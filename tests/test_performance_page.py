@@ -31,3 +31,15 @@ def test_headline_figures_are_the_targets_table_of_results() -> None:
     assert len(rows) == len(measured) > 0
     for measure, *figures in rows:
         assert measured[measure] == figures, measure
+
+
+def test_limits_page_quotes_the_stall_table_of_results() -> None:
+    """docs/limits.md's table of event-loop stalls is the one stall_bench.py last wrote."""
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    stall = results.split("<!-- stall:", 1)[1].split("<!-- /stall -->", 1)[0]
+    written = [line for line in stall.splitlines() if line.startswith("|")]
+    page = (ROOT / "docs" / "limits.md").read_text()
+    quoted = page.split("<!-- stall-table:", 1)[1].split("<!-- /stall-table -->", 1)[0]
+    shown = [line for line in quoted.splitlines() if line.startswith("|")]
+    assert len(shown) > 2
+    assert shown == written
