@@ -11,16 +11,19 @@ from memcachier_async import AsyncAnalytics, RetryPolicy
 
 
 class Gate:
-    """A mock API whose stats calls wait until released, counting them."""
+    """A mock API whose stats calls wait until released, counting them (``most``:
+    the most in flight at once)."""
 
     def __init__(self) -> None:
         self.open = anyio.Event()
         self.in_flight = 0
+        self.most = 0
         self.calls = 0
 
     async def handler(self, request: httpx.Request) -> httpx.Response:
         self.calls += 1
         self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
         try:
             await self.open.wait()
         finally:

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from _gate import Gate, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from memcachier_async import AsyncAnalytics, RetryPolicy
@@ -253,35 +254,6 @@ async def test_a_probe_gives_up_at_the_scrape_timeout_less_the_margin() -> None:
 # --- the bound on concurrent probes --------------------------------------------------
 
 
-class Gate:
-    """A mock API whose stats calls wait until released, counting those in flight."""
-
-    def __init__(self) -> None:
-        self.open = anyio.Event()
-        self.in_flight = 0
-        self.most = 0
-        self.calls = 0
-
-    async def handler(self, request: httpx.Request) -> httpx.Response:
-        self.calls += 1
-        self.in_flight += 1
-        self.most = max(self.most, self.in_flight)
-        try:
-            await self.open.wait()
-        finally:
-            self.in_flight -= 1
-        return httpx.Response(200, json={})
-
-    def client(self) -> AsyncAnalytics:
-        return AsyncAnalytics(
-            "u",
-            "p",
-            cache_id=7,
-            transport=httpx.MockTransport(self.handler),
-            retry=RetryPolicy.disabled(),
-        )
-
-
 @pytest.mark.anyio
 async def test_a_probe_over_the_bound_waits_for_a_slot_within_its_time() -> None:
     """With one slot taken, the next probe waits and then runs; never two calls at once."""
@@ -341,15 +313,6 @@ async def test_the_prober_raises_busy_and_frees_the_slot_after() -> None:
     assert (await prober.probe("b", within=10)).success
     assert prober.results == {"success": 2, "busy": 1}
     assert prober.in_flight == 0
-
-
-async def wait_until(condition: Any) -> None:
-    """Poll ``condition`` until true, for at most about 5 s."""
-    for _ in range(1000):
-        if condition():
-            return
-        await anyio.sleep(0.005)
-    raise AssertionError("condition never became true")
 
 
 @pytest.mark.anyio
